@@ -1,0 +1,35 @@
+/* cpu_internal.h - what the CPU backend's files share. Includes only the vtable header. */
+#ifndef FM_CPU_INTERNAL_H
+#define FM_CPU_INTERNAL_H
+
+#include "backend.h"
+
+struct fm_weight {
+    fm_dtype dtype;
+    int64_t rows, cols;
+    void *data; /* 64-byte aligned, rows * cols elements of dtype */
+    size_t bytes;
+};
+
+typedef struct cpu_backend {
+    const fm_backend_host *host;
+    int32_t n_threads;
+} cpu_backend;
+
+#define CPU_ERR(be, status, ...) ((be)->host->set_error((status), __VA_ARGS__), (status))
+
+/* Status values mirrored from fm_status (the backend does not include the public header). */
+enum { CPU_OK = 0, CPU_ERR_OOM = -2, CPU_ERR_ARG = -1 };
+
+void *cpu_aligned_alloc(size_t bytes);
+
+/* Convert cols elements of row r of W to fp32. */
+void cpu_weight_row_f32(const fm_weight *W, int64_t r, float *dst);
+
+int cpu_matmul(void *be, const fm_weight *W, const fm_weight *b, const float *x, size_t n, float *y, int accumulate);
+int cpu_embed(void *be, const fm_weight *E, const int32_t *tokens, size_t n, float *x);
+int cpu_rmsnorm(void *be, const float *x, const fm_weight *w, size_t n, size_t d, float eps, float *y);
+int cpu_conv1d(void *be, const fm_conv_args *a);
+int cpu_ssm(void *be, const fm_ssm_args *a);
+
+#endif

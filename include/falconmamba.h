@@ -1,0 +1,213 @@
+/*
+ * falconmamba.h - the public interface of libfalconmamba.
+ *
+ * libfalconmamba runs FalconMamba (and plain Mamba-1) language models from HuggingFace checkpoint
+ * directories. This header is the whole contract: every item here is documented here, and nothing
+ * else in the source tree is public.
+ *
+ * Conventions
+ *   - Objects are opaque handles created by *_open and destroyed by *_close. Closing NULL is a no-op.
+ *   - Every function that can fail returns fm_status: FM_OK (0) on success, a negative code on
+ *     failure. After a failure, fm_last_error() returns a human-readable message for the calling
+ *     thread (e.g. "config.json: field 'hidden_size' missing"). On failure, output arguments are
+ *     left untouched unless documented otherwise, and objects the caller owns stay usable.
+ *   - The library never aborts, never exits and never prints.
+ *   - Every params struct begins with `size_t struct_size`, which the caller sets to sizeof the struct
+ *     it was compiled with (the *_params_init functions do this). Fields may be appended in later
+ *     minor versions; a library reading an older, shorter struct uses defaults for the missing
+ *     fields. Passing NULL params means "all defaults".
+ *
+ * Thread rules
+ *   A context may be shared by any number of threads. A session must be used by one thread at a
+ *   time, except fm_session_cancel, which may be called from any thread.
+ *
+ * ABI
+ *   The shared library's SONAME is libfalconmamba.so.<FM_VERSION_MAJOR>. Within a major version,
+ *   functions, enum values and trailing struct fields are only ever added.
+ */
+#ifndef FALCONMAMBA_H
+#define FALCONMAMBA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define FM_API __declspec(dllexport)
+#elif defined(__GNUC__)
+#define FM_API __attribute__((visibility("default")))
+#else
+#define FM_API
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * Version and errors
+ * ------------------------------------------------------------------------------------------- */
+
+#define FM_VERSION_MAJOR 1
+#define FM_VERSION_MINOR 0
+#define FM_VERSION_PATCH 0
+
+/* Status codes. Values are stable; new codes may be added. */
+typedef enum fm_status {
+    FM_OK = 0,
+    FM_ERR_INVALID_ARGUMENT = -1, /* NULL where an object is required, bad size, bad enum value */
+    FM_ERR_OUT_OF_MEMORY = -2,    /* host or device allocation failed */
+    FM_ERR_IO = -3,               /* a file could not be opened, mapped or read */
+    FM_ERR_FORMAT = -4,           /* a file is malformed: bad JSON, bad safetensors, bad config */
+    FM_ERR_UNSUPPORTED = -5,      /* well-formed but not supported (model type, dtype, option) */
+    FM_ERR_BACKEND = -6,          /* the requested backend is unavailable or failed */
+    FM_ERR_BUFFER_TOO_SMALL = -7, /* an output buffer is too small; the needed size is reported */
+    FM_ERR_STATE_MISMATCH = -8,   /* a state blob is truncated, corrupt or from another model */
+    FM_ERR_CANCELLED = -9,        /* fm_session_cancel stopped the call */
+    FM_ERR_INVALID_TOKEN = -10,   /* a token id outside [0, n_vocab) */
+    FM_ERR_INTERNAL = -11         /* a bug in the library; please report it */
+} fm_status;
+
+/* Library version as "MAJOR.MINOR.PATCH". Never NULL. */
+FM_API const char *fm_version(void);
+
+/* Message describing the most recent failure on the calling thread. Never NULL; "" if none. The
+   pointer stays valid until the next libfalconmamba call on the same thread. */
+FM_API const char *fm_last_error(void);
+
+/* Short constant name of a status ("FM_ERR_FORMAT"); "FM_STATUS_UNKNOWN" for unknown values. */
+FM_API const char *fm_status_string(fm_status s);
+
+/* ---------------------------------------------------------------------------------------------
+ * Context: one loaded model on one backend
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct fm_context fm_context;
+typedef struct fm_session fm_session;
+
+typedef enum fm_backend_kind {
+    FM_BACKEND_AUTO = 0, /* the best available backend (today: CPU) */
+    FM_BACKEND_CPU = 1,
+    FM_BACKEND_CUDA = 2  /* not available in this version: FM_ERR_BACKEND */
+} fm_backend_kind;
+
+/* How matrix weights are kept in memory. Norm weights, conv weights, A, D and biases are always
+   kept in fp32. */
+typedef enum fm_weight_type {
+    FM_WEIGHTS_AUTO = 0, /* as stored in the checkpoint */
+    FM_WEIGHTS_F32 = 1,
+    FM_WEIGHTS_BF16 = 2,
+    FM_WEIGHTS_F16 = 3,
+    FM_WEIGHTS_Q8_0 = 4, /* not available in this version: FM_ERR_UNSUPPORTED */
+    FM_WEIGHTS_Q4_0 = 5  /* not available in this version: FM_ERR_UNSUPPORTED */
+} fm_weight_type;
+
+typedef struct fm_context_params {
+    size_t struct_size;         /* sizeof(fm_context_params) as compiled by the caller */
+    fm_backend_kind backend;    /* default FM_BACKEND_AUTO */
+    int32_t device;             /* device index for GPU backends; default 0 */
+    int32_t n_threads;          /* CPU threads; 0 = all cores (default) */
+    fm_weight_type weight_type; /* default FM_WEIGHTS_AUTO */
+} fm_context_params;
+
+/* Fill *p with defaults (struct_size included). */
+FM_API void fm_context_params_init(fm_context_params *p);
+
+/* Load a HuggingFace FalconMamba / Mamba checkpoint directory: config.json plus model.safetensors
+   or model.safetensors.index.json with its shards. Weights are copied into backend memory; the
+   files are closed before this returns. p may be NULL (defaults). On success *out owns the model. */
+FM_API fm_status fm_context_open(const char *model_path, const fm_context_params *p, fm_context **out);
+
+/* Free the context. All its sessions must be closed first. NULL is fine. */
+FM_API void fm_context_close(fm_context *ctx);
+
+/* Vocabulary size (rows of the logits). 0 if ctx is NULL. */
+FM_API int32_t fm_n_vocab(const fm_context *ctx);
+/* Token ids from config.json; -1 if none (or ctx is NULL). */
+FM_API int32_t fm_token_eos(const fm_context *ctx);
+FM_API int32_t fm_token_bos(const fm_context *ctx);
+
+/* Model dimensions, for display and for sizing buffers. */
+typedef struct fm_model_info {
+    size_t struct_size;         /* set by the caller, like a params struct */
+    const char *model_type;     /* "falcon_mamba" or "mamba"; owned by the context */
+    int32_t n_layer;
+    int32_t d_model;
+    int32_t d_inner;
+    int32_t d_state;
+    int32_t d_conv;
+    int32_t dt_rank;
+    int32_t n_vocab;
+    int32_t tied_embeddings;    /* 1 if lm_head shares the embedding matrix */
+    uint64_t n_params;          /* parameters as stored (tied weights counted once) */
+    uint64_t weight_bytes;      /* bytes of weights held by the backend */
+    uint64_t state_bytes;       /* bytes of recurrent state per session */
+    const char *backend_name;   /* "cpu"; owned by the context */
+} fm_model_info;
+
+/* Fill *info (whose struct_size the caller sets) with the model's dimensions. */
+FM_API fm_status fm_context_info(const fm_context *ctx, fm_model_info *info);
+
+/* ---------------------------------------------------------------------------------------------
+ * Session: one sequence's recurrent state plus its latest logits
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct fm_session_params {
+    size_t struct_size;     /* sizeof(fm_session_params) as compiled by the caller */
+    uint32_t prefill_chunk; /* tokens processed per pass in fm_session_feed; 0 = default (256) */
+} fm_session_params;
+
+FM_API void fm_session_params_init(fm_session_params *p);
+
+/* Open a session on ctx with an empty state. p may be NULL. */
+FM_API fm_status fm_session_open(fm_context *ctx, const fm_session_params *p, fm_session **out);
+
+/* Free the session and its state slot. NULL is fine. */
+FM_API void fm_session_close(fm_session *s);
+
+/* Back to the empty state (no tokens seen, no logits). */
+FM_API fm_status fm_session_reset(fm_session *s);
+
+/* Advance the state over n tokens (n >= 1). If logits_out is not NULL it receives n * n_vocab
+   floats (row i = logits after token i). The last row is always available from fm_session_logits.
+   All token ids are checked first: an id outside [0, n_vocab) fails with FM_ERR_INVALID_TOKEN and
+   leaves the session unchanged. If fm_session_cancel stops the call, it returns FM_ERR_CANCELLED
+   with the state advanced over a prefix of the tokens (fm_session_n_tokens says how far); rows of
+   logits_out beyond that prefix are unspecified. */
+FM_API fm_status fm_session_feed(fm_session *s, const int32_t *tokens, size_t n, float *logits_out);
+
+/* The n_vocab logits after the last token fed, or NULL before the first feed (and after reset).
+   Valid until the next call that changes the session. */
+FM_API const float *fm_session_logits(const fm_session *s);
+
+/* Number of tokens the state has consumed since open/reset (restored by state load). */
+FM_API uint64_t fm_session_n_tokens(const fm_session *s);
+
+/* A new session with a copy of s's state and logits. */
+FM_API fm_status fm_session_fork(const fm_session *s, fm_session **out);
+
+/* Bytes fm_session_state_save writes for this session (header + state + logits). */
+FM_API size_t fm_session_state_size(const fm_session *s);
+
+/* Serialise the state (with a header naming the model, its dimensions and the token count) into
+   buf. If cap is too small, returns FM_ERR_BUFFER_TOO_SMALL and sets *written (if not NULL) to the
+   size needed. */
+FM_API fm_status fm_session_state_save(const fm_session *s, void *buf, size_t cap, size_t *written);
+
+/* Restore a blob written by fm_session_state_save. A truncated or corrupt blob, or one from a
+   model with another fingerprint, fails with FM_ERR_STATE_MISMATCH and leaves s unchanged. */
+FM_API fm_status fm_session_state_load(fm_session *s, const void *buf, size_t n);
+
+/* Advance n distinct sessions of the same context by one token each (tokens[i] for sessions[i]) in
+   one pass over the weights. Afterwards each session's fm_session_logits holds its next-token
+   logits. Validates everything before changing any session. */
+FM_API fm_status fm_decode_batch(fm_session *const *sessions, const int32_t *tokens, size_t n);
+
+/* Ask the call in progress on s (or the next one, if none is running) to stop with
+   FM_ERR_CANCELLED. Callable from any thread. NULL is fine. */
+FM_API void fm_session_cancel(fm_session *s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FALCONMAMBA_H */

@@ -1,0 +1,132 @@
+/*
+ * backend.h - the vtable between the core (model graph, state cache, API) and a compute backend.
+ *
+ * A backend (cpu/, later cuda/) includes only this header. It owns memory ("device pointers" that
+ * the core never dereferences, only offsets) and implements a few coarse ops. Every op works on a
+ * batch of rows; rows are grouped into segments, one per sequence, each segment being consecutive
+ * time steps of one sequence with its own state slot. Prefill of one session is one segment of n
+ * rows; a batched decode of N sessions is N segments of one row.
+ */
+#ifndef FM_BACKEND_H
+#define FM_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "half.h" /* the storage types' conversions are part of the backend contract */
+
+#define FM_BACKEND_ABI_VERSION 1
+
+/* Storage types a backend may hold weights in. */
+typedef enum fm_dtype {
+    FM_DTYPE_F32 = 0,
+    FM_DTYPE_F16 = 1,
+    FM_DTYPE_BF16 = 2
+} fm_dtype;
+
+/* Backend-owned weight tensor (2-D, row-major: rows x cols; vectors have rows = 1). */
+typedef struct fm_weight fm_weight;
+
+/* Host data the core hands to weight_create. `data` may be unaligned (it points into a mapped
+   safetensors file). */
+typedef struct fm_weight_desc {
+    const char *name;    /* for error messages */
+    fm_dtype src_dtype;
+    const void *data;
+    int64_t rows, cols;
+    fm_dtype store_dtype; /* what the backend should keep */
+} fm_weight_desc;
+
+/* One sequence's rows within a batch and that sequence's state for the current layer. */
+typedef struct fm_segment {
+    int32_t row0;       /* first row of the segment in the batch */
+    int32_t n_rows;     /* consecutive time steps */
+    float *conv_state;  /* device pointer: [d_inner][d_conv - 1], oldest input first */
+    float *ssm_state;   /* device pointer: [d_inner][d_state] */
+} fm_segment;
+
+/* conv1d: u[r] = silu(bias + sum_k w[c][k] * in[t - (K-1) + k]) per channel c, where inputs before
+   the segment's first row come from conv_state; conv_state is updated to the last K-1 inputs. */
+typedef struct fm_conv_args {
+    const fm_segment *segs;
+    size_t n_segs;
+    const float *in;     /* [rows][ld_in], channels 0..d_inner-1 are the conv input */
+    size_t ld_in;
+    float *out;          /* [rows][d_inner] */
+    const fm_weight *w;  /* f32 [d_inner][d_conv] */
+    const fm_weight *b;  /* f32 [d_inner] or NULL */
+    int32_t d_inner, d_conv;
+} fm_conv_args;
+
+/* ssm: from xdbl = [dt | B | C] (already x_proj'ed): optional weightless rmsnorm of dt, B and C
+   (FalconMamba), delta = softplus(dt_proj(dt) + dt_bias), the selective scan over the segment's
+   rows starting from ssm_state (updated), y = s.C + D*u, then y *= silu(z). */
+typedef struct fm_ssm_args {
+    const fm_segment *segs;
+    size_t n_segs;
+    const float *xdbl;   /* [rows][dt_rank + 2*d_state] */
+    const float *u;      /* [rows][d_inner] */
+    const float *z;      /* [rows][ld_z] gate */
+    size_t ld_z;
+    float *y;            /* [rows][d_inner] */
+    const fm_weight *dt_w; /* [d_inner][dt_rank], storage type of the matrices */
+    const fm_weight *dt_b; /* f32 [d_inner] */
+    const fm_weight *A;    /* f32 [d_inner][d_state], already -exp(A_log) */
+    const fm_weight *D;    /* f32 [d_inner] */
+    int32_t d_inner, d_state, dt_rank;
+    int32_t norm_dt_b_c;   /* 1 for FalconMamba, 0 for plain Mamba */
+    float norm_eps;
+} fm_ssm_args;
+
+/* How the backend reports failures: the core passes this in at init. */
+typedef struct fm_backend_host {
+    void (*set_error)(int status, const char *fmt, ...)
+#if defined(__GNUC__)
+        __attribute__((format(printf, 2, 3)))
+#endif
+        ;
+} fm_backend_host;
+
+typedef struct fm_backend_config {
+    int32_t device;
+    int32_t n_threads; /* 0 = all cores */
+} fm_backend_config;
+
+/* Every function returning int returns an fm_status value (0 = ok) and has called host->set_error
+   on failure. Pointers named "device" are the backend's; for the CPU backend they are host memory. */
+typedef struct fm_backend_ops {
+    uint32_t abi_version; /* FM_BACKEND_ABI_VERSION */
+    size_t struct_size;   /* sizeof(fm_backend_ops) the backend was built with */
+    const char *name;
+
+    int (*init)(const fm_backend_host *host, const fm_backend_config *cfg, void **be_out);
+    void (*shutdown)(void *be);
+
+    /* Memory. alloc returns NULL (after set_error) on failure; sizes are in bytes. */
+    void *(*alloc)(void *be, size_t bytes);
+    void (*free)(void *be, void *ptr);
+    int (*upload)(void *be, void *dst_device, const void *src_host, size_t bytes);
+    int (*download)(void *be, void *dst_host, const void *src_device, size_t bytes);
+    int (*copy)(void *be, void *dst_device, const void *src_device, size_t bytes);
+    int (*zero)(void *be, void *dst_device, size_t bytes);
+
+    /* Weights. */
+    int (*weight_create)(void *be, const fm_weight_desc *desc, fm_weight **out);
+    void (*weight_free)(void *be, fm_weight *w);
+    size_t (*weight_bytes)(const fm_weight *w);
+
+    /* Ops. All activations are fp32, row-major, device pointers. */
+    /* x[r] = row tokens[r] of E (tokens are host memory, already validated). */
+    int (*embed)(void *be, const fm_weight *E, const int32_t *tokens, size_t n, float *x);
+    /* y[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w (w may be NULL = no weight). */
+    int (*rmsnorm)(void *be, const float *x, const fm_weight *w, size_t n, size_t d, float eps, float *y);
+    /* y[r] (+)= W x[r] + b: x is [n][W.cols], y is [n][W.rows]; b may be NULL. */
+    int (*matmul)(void *be, const fm_weight *W, const fm_weight *b, const float *x, size_t n, float *y,
+                  int accumulate);
+    int (*conv1d)(void *be, const fm_conv_args *a);
+    int (*ssm)(void *be, const fm_ssm_args *a);
+    /* Wait until all submitted work has finished. */
+    int (*sync)(void *be);
+} fm_backend_ops;
+
+#endif /* FM_BACKEND_H */

@@ -1,0 +1,58 @@
+/* file_util.c - whole-file reads and path joins used while loading a checkpoint. */
+#include "file_util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "error.h"
+
+fm_status fm_read_file(const char *path, size_t max_bytes, char **buf_out, size_t *len_out) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return fm_error(FM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(fp), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        fclose(fp);
+        return fm_error(FM_ERR_IO, "%s: not a regular file", path);
+    }
+    if ((unsigned long long)sb.st_size > max_bytes) {
+        fclose(fp);
+        return fm_error(FM_ERR_FORMAT, "%s: %lld bytes is larger than the %zu-byte limit for this file", path,
+                        (long long)sb.st_size, max_bytes);
+    }
+    size_t n = (size_t)sb.st_size;
+    char *buf = malloc(n + 1);
+    if (!buf) {
+        fclose(fp);
+        return fm_error(FM_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
+    }
+    size_t got = fread(buf, 1, n, fp);
+    int err = ferror(fp);
+    fclose(fp);
+    if (got != n || err) {
+        free(buf);
+        return fm_error(FM_ERR_IO, "%s: read failed", path);
+    }
+    buf[n] = '\0';
+    *buf_out = buf;
+    *len_out = n;
+    return FM_OK;
+}
+
+int fm_path_exists(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+char *fm_path_join(const char *dir, const char *name) {
+    size_t a = strlen(dir), b = strlen(name);
+    char *p = malloc(a + b + 2);
+    if (!p) return NULL;
+    memcpy(p, dir, a);
+    size_t k = a;
+    if (a && dir[a - 1] != '/') p[k++] = '/';
+    memcpy(p + k, name, b + 1);
+    return p;
+}

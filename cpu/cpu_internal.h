@@ -18,8 +18,7 @@ typedef struct cpu_backend {
 
 #define CPU_ERR(be, status, ...) ((be)->host->set_error((status), __VA_ARGS__), (status))
 
-/* Status values mirrored from fm_status (the backend does not include the public header). */
-enum { CPU_OK = 0, CPU_ERR_OOM = -2, CPU_ERR_ARG = -1 };
+enum { CPU_OK = FM_BE_OK, CPU_ERR_OOM = FM_BE_ERR_OUT_OF_MEMORY, CPU_ERR_ARG = FM_BE_ERR_INVALID_ARGUMENT };
 
 void *cpu_aligned_alloc(size_t bytes);
 

@@ -15,7 +15,8 @@
  *   - Every params struct begins with `size_t struct_size`, which the caller sets to sizeof the struct
  *     it was compiled with (the *_params_init functions do this). Fields may be appended in later
  *     minor versions; a library reading an older, shorter struct uses defaults for the missing
- *     fields. Passing NULL params means "all defaults".
+ *     fields. Passing NULL params means "all defaults". Always fill a params struct with its
+ *     *_params_init function (it zeroes the padding too) before setting fields.
  *
  * Thread rules
  *   A context may be shared by any number of threads. A session must be used by one thread at a
@@ -107,6 +108,10 @@ typedef struct fm_context_params {
     int32_t device;             /* device index for GPU backends; default 0 */
     int32_t n_threads;          /* CPU threads; 0 = all cores (default) */
     fm_weight_type weight_type; /* default FM_WEIGHTS_AUTO */
+    /* Called during fm_context_open with the fraction of weights loaded (0..1), from the opening
+       thread; return nonzero to abort the open (FM_ERR_CANCELLED). NULL = no reports. */
+    int (*progress)(float fraction, void *user);
+    void *progress_user;
 } fm_context_params;
 
 /* Fill *p with defaults (struct_size included). */
@@ -205,6 +210,46 @@ FM_API fm_status fm_decode_batch(fm_session *const *sessions, const int32_t *tok
 /* Ask the call in progress on s (or the next one, if none is running) to stop with
    FM_ERR_CANCELLED. Callable from any thread. NULL is fine. */
 FM_API void fm_session_cancel(fm_session *s);
+
+/* ---------------------------------------------------------------------------------------------
+ * Sampling
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct fm_logit_bias {
+    int32_t token;
+    float bias; /* added to the token's logit; -INFINITY bans it */
+} fm_logit_bias;
+
+/* Processors run in transformers' order: logit bias, repetition penalty, presence/frequency
+   penalties, then (when temperature > 0) temperature, top-k, top-p, min-p, typical-p, and a draw.
+   With temperature == 0 the result is the argmax after bias and penalties (greedy). */
+typedef struct fm_sampler_params {
+    size_t struct_size;
+    float temperature;      /* 0 = greedy; default 1.0 */
+    int32_t top_k;          /* keep the k best (ties at the k-th kept, as HF); 0 = off; default 50 */
+    float top_p;            /* nucleus mass in (0, 1]; 1 = off (default) */
+    float min_p;            /* drop tokens with p < min_p * p_max; 0 = off (default) */
+    float repeat_penalty;   /* HF repetition_penalty; 1 = off (default) */
+    int32_t repeat_last_n;  /* history the penalties look at: -1 = all the session has seen (up to
+                               FM_HISTORY_MAX, as HF), 0 = none; default -1 */
+    uint64_t seed;          /* the session's generator is (re)seeded whenever this value changes;
+                               FM_SEED_RANDOM = a seed from the OS; default 0 */
+    float typical_p;        /* locally typical sampling mass; 1 = off (default) */
+    float presence_penalty; /* subtracted once from each token seen in the history; default 0 */
+    float frequency_penalty;/* subtracted per occurrence in the history; default 0 */
+    const fm_logit_bias *logit_bias; /* n_logit_bias entries, or NULL */
+    size_t n_logit_bias;
+} fm_sampler_params;
+
+#define FM_SEED_RANDOM UINT64_MAX
+#define FM_HISTORY_MAX 65536
+
+FM_API void fm_sampler_params_init(fm_sampler_params *p);
+
+/* Choose the next token from the session's current logits (after a feed). sp NULL = defaults.
+   The token is NOT fed back: call fm_session_feed (or fm_decode_batch) with it. Fails with
+   FM_ERR_INVALID_ARGUMENT before the first feed or on out-of-range parameters. */
+FM_API fm_status fm_session_sample(fm_session *s, const fm_sampler_params *sp, int32_t *token_out);
 
 #ifdef __cplusplus
 }

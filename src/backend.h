@@ -17,6 +17,16 @@
 
 #define FM_BACKEND_ABI_VERSION 1
 
+/* Status values a backend returns; they equal the public fm_status codes of the same meaning
+   (checked at compile time in backend_registry.c). */
+enum {
+    FM_BE_OK = 0,
+    FM_BE_ERR_INVALID_ARGUMENT = -1,
+    FM_BE_ERR_OUT_OF_MEMORY = -2,
+    FM_BE_ERR_BACKEND = -6,
+    FM_BE_ERR_INTERNAL = -11
+};
+
 /* Storage types a backend may hold weights in. */
 typedef enum fm_dtype {
     FM_DTYPE_F32 = 0,

@@ -6,6 +6,11 @@
 
 #include "error.h"
 
+_Static_assert(FM_BE_OK == (int)FM_OK && FM_BE_ERR_INVALID_ARGUMENT == (int)FM_ERR_INVALID_ARGUMENT &&
+                   FM_BE_ERR_OUT_OF_MEMORY == (int)FM_ERR_OUT_OF_MEMORY && FM_BE_ERR_BACKEND == (int)FM_ERR_BACKEND &&
+                   FM_BE_ERR_INTERNAL == (int)FM_ERR_INTERNAL,
+               "backend status codes must equal fm_status");
+
 /* Each backend exports one entry point returning its static ops table. */
 const fm_backend_ops *fm_backend_cpu(void);
 

@@ -16,6 +16,7 @@ void fm_checkpoint_close(fm_checkpoint *c) {
     free(c->shards);
     for (size_t i = 0; i < c->n_index; i++) free(c->index[i].name);
     free(c->index);
+    free(c->listing);
     free(c);
 }
 
@@ -26,7 +27,7 @@ static fm_status load_config(const char *dir, fm_config *cfg) {
     size_t len;
     fm_status st = fm_read_file(path, MAX_JSON_BYTES, &text, &len);
     if (st == FM_OK) {
-        st = fm_config_parse(text, len, "config.json", cfg);
+        st = fm_config_parse(text, len, path, cfg);
         free(text);
     }
     free(path);
@@ -63,14 +64,20 @@ static int is_plain_file_name(const char *s) {
 }
 
 static fm_status load_index(fm_checkpoint *c, const char *dir, const char *index_path) {
-    static const char *kname = "model.safetensors.index.json";
+    const char *kname = index_path;
     char *text;
     size_t len;
     fm_status st = fm_read_file(index_path, MAX_JSON_BYTES, &text, &len);
     if (st) return st;
-    cJSON *root = cJSON_ParseWithLength(text, len);
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    int trailing = root && !fm_only_whitespace(end, text, len);
     free(text);
-    if (!root) return fm_error(FM_ERR_FORMAT, "%s: malformed JSON", kname);
+    if (!root) return fm_error(FM_ERR_FORMAT, "%s: malformed JSON", index_path);
+    if (trailing) {
+        cJSON_Delete(root);
+        return fm_error(FM_ERR_FORMAT, "%s: trailing bytes after the JSON value", index_path);
+    }
     const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     if (!cJSON_IsObject(map)) {
         cJSON_Delete(root);
@@ -118,6 +125,7 @@ static fm_status load_index(fm_checkpoint *c, const char *dir, const char *index
 }
 
 fm_status fm_checkpoint_open(const char *dir, fm_checkpoint **out) {
+    if (!dir[0]) return fm_error(FM_ERR_INVALID_ARGUMENT, "fm_context_open: model_path is empty");
     fm_checkpoint *c = calloc(1, sizeof *c);
     if (!c) return fm_error(FM_ERR_OUT_OF_MEMORY, "out of memory");
     fm_status st = load_config(dir, &c->cfg);
@@ -128,8 +136,12 @@ fm_status fm_checkpoint_open(const char *dir, fm_checkpoint **out) {
         if (fm_path_exists(single)) {
             size_t idx;
             st = add_shard(c, dir, "model.safetensors", &idx);
+            c->listing = single;
+            single = NULL;
         } else if (fm_path_exists(index)) {
             st = load_index(c, dir, index);
+            c->listing = index;
+            index = NULL;
         } else {
             st = fm_error(FM_ERR_IO, "%s: neither model.safetensors nor model.safetensors.index.json found", dir);
         }
@@ -155,9 +167,6 @@ const fm_st_tensor *fm_checkpoint_find(const fm_checkpoint *c, const char *name,
         return NULL;
     }
     const fm_st_tensor *t = fm_st_find(c->shards[shard], name);
-    if (t && file_out) {
-        const char *p = strrchr(c->shards[shard]->path, '/');
-        *file_out = p ? p + 1 : c->shards[shard]->path;
-    }
+    if (t && file_out) *file_out = c->shards[shard]->path;
     return t;
 }

@@ -16,13 +16,14 @@ typedef struct fm_checkpoint {
     size_t n_shards;
     fm_ckpt_entry *index; /* sorted by name; NULL for a single-file checkpoint */
     size_t n_index;
+    char *listing; /* the file that lists the tensors (model.safetensors or the index), for messages */
 } fm_checkpoint;
 
 /* Open dir/config.json and dir/model.safetensors, or dir/model.safetensors.index.json and every
    shard it names. Files stay mapped until fm_checkpoint_close. */
 fm_status fm_checkpoint_open(const char *dir, fm_checkpoint **out);
 
-/* The tensor called name, or NULL; *file_out (if not NULL) gets the file holding it. */
+/* The tensor called name, or NULL; *file_out (if not NULL) gets the path of the file holding it. */
 const fm_st_tensor *fm_checkpoint_find(const fm_checkpoint *c, const char *name, const char **file_out);
 
 void fm_checkpoint_close(fm_checkpoint *c);

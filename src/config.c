@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "file_util.h"
 
 /* Upper bounds keep every size product far from overflow and refuse absurd files early. */
 #define MAX_D_MODEL (1 << 16)
@@ -170,6 +171,10 @@ fm_status fm_config_parse(const char *json, size_t len, const char *file, fm_con
     if (!root) {
         size_t off = end && end >= json ? (size_t)(end - json) : 0;
         return fm_error(FM_ERR_FORMAT, "%s: malformed JSON near byte %zu", file, off);
+    }
+    if (!fm_only_whitespace(end, json, len)) {
+        cJSON_Delete(root);
+        return fm_error(FM_ERR_FORMAT, "%s: trailing bytes after the JSON value", file);
     }
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);

@@ -5,17 +5,31 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "error.h"
 
+int fm_only_whitespace(const char *end, const char *text, size_t len) {
+    for (const char *p = end; p && p < text + len; p++)
+        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r' && *p != '\0') return 0;
+    return 1;
+}
+
 fm_status fm_read_file(const char *path, size_t max_bytes, char **buf_out, size_t *len_out) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return fm_error(FM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    /* O_NONBLOCK: opening a FIFO must not hang; anything but a regular file is refused below. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return fm_error(FM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
-    if (fstat(fileno(fp), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        fclose(fp);
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
         return fm_error(FM_ERR_IO, "%s: not a regular file", path);
+    }
+    FILE *fp = fdopen(fd, "rb");
+    if (!fp) {
+        close(fd);
+        return fm_error(FM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     }
     if ((unsigned long long)sb.st_size > max_bytes) {
         fclose(fp);

@@ -7,6 +7,7 @@
 
 #include "falconmamba.h"
 #include "model.h"
+#include "rng.h"
 #include "state_pool.h"
 
 struct fm_context {
@@ -27,6 +28,16 @@ struct fm_session {
     size_t chunk;      /* rows per prefill pass */
     fm_workspace ws;
     atomic_int cancel;
+    /* Tokens seen, for the repetition penalties: the last FM_HISTORY_MAX at least, kept in a
+       linear buffer of up to 2 * FM_HISTORY_MAX that is compacted when full. */
+    int32_t *history;
+    size_t n_history, history_cap;
+    /* Sampler: the generator, the seed it was last seeded with, scratch. */
+    fm_rng rng;
+    uint64_t rng_seed;
+    int rng_seeded;
+    void *sample_work;
+    float *sample_scores;
 };
 
 /* Validate a caller's params struct and copy it over defaults (which hold the defaults on entry).

@@ -44,7 +44,7 @@ static fm_status find_tensor(loader *L, const char *name, int nd, const int64_t 
                              fm_dtype *dt) {
     const char *file = NULL;
     const fm_st_tensor *t = fm_checkpoint_find(L->ck, name, &file);
-    if (!t) return fm_error(FM_ERR_FORMAT, "checkpoint: required tensor '%s' is missing", name);
+    if (!t) return fm_error(FM_ERR_FORMAT, "%s: required tensor '%s' is missing", L->ck->listing, name);
     if (!to_fm_dtype(t->dtype, dt))
         return fm_error(FM_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s (supported: F32, F16, BF16)", file, name,
                         fm_st_dtype_name(t->dtype));
@@ -170,8 +170,13 @@ void fm_model_free(fm_model *m) {
     memset(m, 0, sizeof *m);
 }
 
+static fm_status report(const fm_load_progress *p, float f) {
+    if (p && p->fn && p->fn(f, p->user)) return fm_error(FM_ERR_CANCELLED, "fm_context_open: cancelled by the progress callback");
+    return FM_OK;
+}
+
 fm_status fm_model_load(const fm_checkpoint *ck, const fm_backend_ops *ops, void *be, fm_weight_type wt,
-                        fm_model *m) {
+                        const fm_load_progress *progress, fm_model *m) {
     memset(m, 0, sizeof *m);
     m->cfg = ck->cfg;
     m->ops = ops;
@@ -193,13 +198,18 @@ fm_status fm_model_load(const fm_checkpoint *ck, const fm_backend_ops *ops, void
     m->state_floats = (size_t)c->n_layer * (size_t)c->d_inner * (size_t)(c->d_conv - 1 + c->d_state);
     m->layers = calloc((size_t)c->n_layer, sizeof *m->layers);
     if (!m->layers) return fm_error(FM_ERR_OUT_OF_MEMORY, "out of memory");
-    fm_status st = load_matrix(&L, "backbone.embeddings.weight", c->n_vocab, c->d_model, &m->embed);
-    for (int i = 0; st == FM_OK && i < c->n_layer; i++) st = load_layer(&L, i, &m->layers[i]);
+    fm_status st = report(progress, 0.0f);
+    if (st == FM_OK) st = load_matrix(&L, "backbone.embeddings.weight", c->n_vocab, c->d_model, &m->embed);
+    for (int i = 0; st == FM_OK && i < c->n_layer; i++) {
+        st = load_layer(&L, i, &m->layers[i]);
+        if (st == FM_OK) st = report(progress, (float)(i + 1) / (float)(c->n_layer + 1));
+    }
     if (st == FM_OK) st = load_vector(&L, "backbone.norm_f.weight", c->d_model, &m->norm_f);
     if (st == FM_OK) {
         if (c->tie_embeddings) m->lm_head = m->embed;
         else st = load_matrix(&L, "lm_head.weight", c->n_vocab, c->d_model, &m->lm_head);
     }
+    if (st == FM_OK) st = report(progress, 1.0f);
     if (st) fm_model_free(m);
     return st;
 }

@@ -32,8 +32,13 @@ typedef struct fm_model {
 
 /* Copy every tensor the config requires from the checkpoint to the backend, validating names,
    dtypes and shapes. weight_type applies to the matrices (embeddings, projections, head). */
+typedef struct fm_load_progress {
+    int (*fn)(float fraction, void *user); /* nonzero return aborts the load */
+    void *user;
+} fm_load_progress;
+
 fm_status fm_model_load(const fm_checkpoint *ck, const fm_backend_ops *ops, void *be, fm_weight_type weight_type,
-                        fm_model *m);
+                        const fm_load_progress *progress, fm_model *m);
 void fm_model_free(fm_model *m);
 
 /* Scratch activations for up to cap_rows rows (device memory), grown on demand. */

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "file_util.h"
 
 #define MAX_HEADER_BYTES (100u * 1024u * 1024u) /* the format's own limit */
 
@@ -128,11 +129,10 @@ static fm_status parse_header(const char *json, size_t len, const char *file, co
     cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
     if (!root) return fm_error(FM_ERR_FORMAT, "%s: header is not valid JSON", file);
     /* Anything after the JSON value must be padding (the writer pads with spaces). */
-    for (const char *p = end; p && p < json + len; p++)
-        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r' && *p != '\0') {
-            cJSON_Delete(root);
-            return fm_error(FM_ERR_FORMAT, "%s: trailing bytes after the JSON header", file);
-        }
+    if (!fm_only_whitespace(end, json, len)) {
+        cJSON_Delete(root);
+        return fm_error(FM_ERR_FORMAT, "%s: trailing bytes after the JSON header", file);
+    }
     fm_status st = FM_OK;
     if (!cJSON_IsObject(root)) {
         st = fm_error(FM_ERR_FORMAT, "%s: header must be a JSON object", file);
@@ -225,7 +225,7 @@ fm_status fm_st_parse(const uint8_t *buf, size_t size, const char *name, fm_st_f
 }
 
 fm_status fm_st_open(const char *path, fm_st_file **out) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC); /* a FIFO must not hang the open */
     if (fd < 0) return fm_error(FM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {

@@ -39,6 +39,14 @@ void fm_state_header_write(const fm_state_header *h, uint8_t *o) {
     put64(o + 48, h->n_tokens);
     put64(o + 56, h->payload_bytes);
     put64(o + 64, h->checksum);
+    put32(o + 72, h->n_history);
+    put32(o + 76, 0);
+    put64(o + 80, h->rng_seed);
+    for (int i = 0; i < 4; i++) put64(o + 88 + 8 * i, h->rng[i]);
+}
+
+uint64_t fm_state_payload_bytes(const fm_model *m, int has_logits, uint32_t n_history) {
+    return (uint64_t)m->state_floats * 4 + (has_logits ? (uint64_t)m->cfg.n_vocab * 4 : 0) + (uint64_t)n_history * 4;
 }
 
 fm_status fm_state_header_check(const fm_model *m, const uint8_t *b, size_t n, fm_state_header *h) {
@@ -61,6 +69,9 @@ fm_status fm_state_header_check(const fm_model *m, const uint8_t *b, size_t n, f
     h->n_tokens = get64(b + 48);
     h->payload_bytes = get64(b + 56);
     h->checksum = get64(b + 64);
+    h->n_history = get32(b + 72);
+    h->rng_seed = get64(b + 80);
+    for (int i = 0; i < 4; i++) h->rng[i] = get64(b + 88 + 8 * i);
     const fm_config *c = &m->cfg;
     if (h->n_layer != (uint32_t)c->n_layer || h->d_inner != (uint32_t)c->d_inner ||
         h->d_conv != (uint32_t)c->d_conv || h->d_state != (uint32_t)c->d_state || h->n_vocab != (uint32_t)c->n_vocab)
@@ -72,8 +83,11 @@ fm_status fm_state_header_check(const fm_model *m, const uint8_t *b, size_t n, f
     if (h->fingerprint != m->fingerprint)
         return fm_error(FM_ERR_STATE_MISMATCH, "state blob: saved from another model (fingerprint %016llx, this model %016llx)",
                         (unsigned long long)h->fingerprint, (unsigned long long)m->fingerprint);
-    if (h->flags & ~1u) return fm_error(FM_ERR_STATE_MISMATCH, "state blob: unknown flags 0x%x", h->flags);
-    uint64_t want = (uint64_t)m->state_floats * 4 + ((h->flags & 1u) ? (uint64_t)c->n_vocab * 4 : 0);
+    if (h->flags & ~(FM_STATE_HAS_LOGITS | FM_STATE_RNG_SEEDED))
+        return fm_error(FM_ERR_STATE_MISMATCH, "state blob: unknown flags 0x%x", h->flags);
+    if (h->n_history > FM_HISTORY_MAX)
+        return fm_error(FM_ERR_STATE_MISMATCH, "state blob: %u history tokens (at most %d)", h->n_history, FM_HISTORY_MAX);
+    uint64_t want = fm_state_payload_bytes(m, (h->flags & FM_STATE_HAS_LOGITS) != 0, h->n_history);
     if (h->payload_bytes != want)
         return fm_error(FM_ERR_STATE_MISMATCH, "state blob: payload of %llu bytes, this model needs %llu",
                         (unsigned long long)h->payload_bytes, (unsigned long long)want);
@@ -82,5 +96,12 @@ fm_status fm_state_header_check(const fm_model *m, const uint8_t *b, size_t n, f
                         (unsigned long long)(want + FM_STATE_HEADER_BYTES));
     if (fm_fnv1a(FM_FNV_OFFSET, b + FM_STATE_HEADER_BYTES, (size_t)want) != h->checksum)
         return fm_error(FM_ERR_STATE_MISMATCH, "state blob: checksum mismatch (corrupted data)");
+    /* The history must hold valid ids: the sampler indexes logits with them. */
+    const uint8_t *hist = b + FM_STATE_HEADER_BYTES + (want - (uint64_t)h->n_history * 4);
+    for (uint32_t i = 0; i < h->n_history; i++) {
+        uint32_t id = get32(hist + 4 * (size_t)i);
+        if (id >= (uint32_t)c->n_vocab)
+            return fm_error(FM_ERR_STATE_MISMATCH, "state blob: history token %u is %u, outside the vocabulary", i, id);
+    }
     return FM_OK;
 }

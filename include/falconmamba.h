@@ -169,7 +169,7 @@ FM_API fm_status fm_session_open(fm_context *ctx, const fm_session_params *p, fm
 /* Free the session and its state slot. NULL is fine. */
 FM_API void fm_session_close(fm_session *s);
 
-/* Back to the empty state (no tokens seen, no logits). */
+/* Back to the empty state (no tokens seen, no logits, no history); drops a pending cancel. */
 FM_API fm_status fm_session_reset(fm_session *s);
 
 /* Advance the state over n tokens (n >= 1). If logits_out is not NULL it receives n * n_vocab

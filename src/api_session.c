@@ -108,6 +108,7 @@ FM_API fm_status fm_session_reset(fm_session *s) {
     s->n_tokens = 0;
     s->n_history = 0;
     s->rng_seeded = 0;
+    atomic_store(&s->cancel, 0); /* a pending cancel belonged to the old conversation */
     return FM_OK;
 }
 

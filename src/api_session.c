@@ -85,6 +85,7 @@ static fm_status history_ensure(fm_session *s, size_t want) {
 static fm_status history_reserve(fm_session *s, size_t add) { return history_ensure(s, s->n_history + add); }
 
 static void history_append(fm_session *s, const int32_t *t, size_t k) {
+    if (k == 0) return;
     if (k >= FM_HISTORY_MAX) {
         t += k - FM_HISTORY_MAX;
         k = FM_HISTORY_MAX;
@@ -223,7 +224,7 @@ FM_API fm_status fm_session_state_save(const fm_session *s, void *buf, size_t ca
         p += (size_t)m->cfg.n_vocab * sizeof(float);
     }
     size_t nh = saved_history(s);
-    memcpy(p, s->history + (s->n_history - nh), nh * sizeof(int32_t));
+    if (nh) memcpy(p, s->history + (s->n_history - nh), nh * sizeof(int32_t));
     fm_state_header h = {0};
     h.fingerprint = m->fingerprint;
     h.n_layer = (uint32_t)m->cfg.n_layer;
@@ -261,7 +262,7 @@ FM_API fm_status fm_session_state_load(fm_session *s, const void *buf, size_t n)
         memcpy(s->logits, p, (size_t)m->cfg.n_vocab * sizeof(float));
         p += (size_t)m->cfg.n_vocab * sizeof(float);
     }
-    memcpy(s->history, p, h.n_history * sizeof(int32_t));
+    if (h.n_history) memcpy(s->history, p, h.n_history * sizeof(int32_t));
     s->n_history = h.n_history;
     s->n_tokens = h.n_tokens;
     s->rng_seeded = (h.flags & FM_STATE_RNG_SEEDED) != 0;

@@ -6,7 +6,7 @@
 BUILD ?= build
 CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
-DEB_PACKAGES := cmake make gcc libc6-dev pkg-config libcjson-dev libcmocka-dev libopenblas-dev
+DEB_PACKAGES := cmake make gcc libc6-dev pkg-config libcjson-dev libcmocka-dev libopenblas-dev libpcre2-dev libutf8proc-dev
 
 .PHONY: all deps configure build test demo install clean
 

@@ -251,6 +251,122 @@ FM_API void fm_sampler_params_init(fm_sampler_params *p);
    FM_ERR_INVALID_ARGUMENT before the first feed or on out-of-range parameters. */
 FM_API fm_status fm_session_sample(fm_session *s, const fm_sampler_params *sp, int32_t *token_out);
 
+/* ---------------------------------------------------------------------------------------------
+ * Generation: text in, streamed text out
+ * ------------------------------------------------------------------------------------------- */
+
+/* Why fm_generate stopped. */
+typedef enum fm_stop_reason {
+    FM_STOP_NONE = 0,       /* still running, or failed */
+    FM_STOP_EOS = 1,        /* the model produced its end-of-sequence token */
+    FM_STOP_MAX_TOKENS = 2, /* max_new_tokens reached */
+    FM_STOP_STRING = 3,     /* one of the stop strings appeared (it is not emitted) */
+    FM_STOP_CALLBACK = 4,   /* the callback returned nonzero */
+    FM_STOP_CANCELLED = 5   /* fm_session_cancel */
+} fm_stop_reason;
+
+typedef struct fm_generate_stats {
+    size_t struct_size;
+    uint64_t n_prompt_tokens;
+    uint64_t n_generated_tokens;
+    double prompt_seconds;   /* tokenizing + prefill */
+    double generate_seconds; /* sampling + decoding */
+    fm_stop_reason stop_reason;
+} fm_generate_stats;
+
+typedef struct fm_generate_params {
+    size_t struct_size;
+    int32_t max_new_tokens;              /* default 128 */
+    const fm_sampler_params *sampler;    /* NULL = fm_sampler_params_init defaults */
+    const char *const *stop;             /* n_stop stop strings, or NULL */
+    size_t n_stop;
+    int32_t add_special;                 /* post-processor (e.g. BOS) on the prompt: 1 yes, 0 no,
+                                            -1 (default) only when the session is empty */
+    int32_t skip_special;                /* leave special tokens out of the streamed text; default 1 */
+    int32_t ignore_eos;                  /* keep going past EOS; default 0 */
+    fm_generate_stats *stats;            /* filled on return if not NULL (set its struct_size) */
+} fm_generate_params;
+
+/* Receives each piece of generated text (complete UTF-8, possibly empty when a token only starts a
+   multi-byte character or is held back while it may begin a stop string) and the token that
+   produced it (-1 for text released at the end). Return nonzero to stop. */
+typedef int (*fm_token_callback)(const char *piece, size_t len, int32_t token, void *user);
+
+FM_API void fm_generate_params_init(fm_generate_params *p);
+
+/* Tokenize prompt (may be "" to continue from the session's state), feed it, then sample and feed
+   up to max_new_tokens tokens, streaming text to cb (may be NULL). Generation continues from the
+   session's state, so a chat appends only the new turn. Stops at EOS, max_new_tokens, a stop
+   string, a nonzero callback return (all FM_OK) or fm_session_cancel (FM_ERR_CANCELLED). Every
+   sampled token, EOS and a stop string's token included, is fed back, so afterwards the session's
+   state covers the prompt and everything generated. FM_ERR_UNSUPPORTED if the model has no
+   tokenizer. */
+FM_API fm_status fm_generate(fm_session *s, const char *prompt, const fm_generate_params *gp, fm_token_callback cb,
+                             void *user);
+
+/* ---------------------------------------------------------------------------------------------
+ * Tokenizer: a component of its own, usable without weights (token counting, tests)
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct fm_tokenizer fm_tokenizer;
+
+/* Load a HuggingFace tokenizer. path = a tokenizer.json file, or a directory holding tokenizer.json
+   (and optionally tokenizer_config.json, which supplies the chat template and bos/eos tokens; for a
+   file path, a tokenizer_config.json beside it is read too). Anything the file asks for that is not
+   supported fails with FM_ERR_UNSUPPORTED naming the component. */
+FM_API fm_status fm_tokenizer_open(const char *path, fm_tokenizer **out);
+FM_API void fm_tokenizer_close(fm_tokenizer *tok);
+
+/* The tokenizer loaded with a model (from the checkpoint directory), or NULL if it has none. Owned
+   by the context. */
+FM_API const fm_tokenizer *fm_context_tokenizer(const fm_context *ctx);
+
+/* Number of ids (highest id + 1, added tokens included). 0 if tok is NULL. */
+FM_API int32_t fm_tokenizer_n_vocab(const fm_tokenizer *tok);
+/* bos/eos token ids as tokenizer_config.json names them; -1 if none. */
+FM_API int32_t fm_tokenizer_bos(const fm_tokenizer *tok);
+FM_API int32_t fm_tokenizer_eos(const fm_tokenizer *tok);
+/* 1 if id is a special added token, 0 otherwise (also for invalid ids). */
+FM_API int fm_tokenizer_is_special(const fm_tokenizer *tok, int32_t id);
+
+/* Encode len bytes of UTF-8 text (may contain NUL). add_special: apply the post-processor (e.g. a
+   BOS token); special tokens written literally in the text are always recognised, as in HF.
+   Writes up to cap ids; if cap is too small returns FM_ERR_BUFFER_TOO_SMALL and sets *n_out to the
+   count needed (tokens may be NULL when cap is 0). */
+FM_API fm_status fm_tokenizer_encode(const fm_tokenizer *tok, const char *text, size_t len, int add_special,
+                                     int32_t *tokens, size_t cap, size_t *n_out);
+
+/* Decode ids to UTF-8 (not NUL-terminated unless room remains; *len_out excludes any NUL). Invalid
+   UTF-8 produced by byte-level tokens becomes U+FFFD, as in HF. skip_special drops special tokens.
+   FM_ERR_BUFFER_TOO_SMALL sets *len_out to the bytes needed. */
+FM_API fm_status fm_tokenizer_decode(const fm_tokenizer *tok, const int32_t *tokens, size_t n, int skip_special,
+                                     char *buf, size_t cap, size_t *len_out);
+
+/* Incremental decoding for streaming: push one id at a time; only complete UTF-8 sequences are
+   emitted, a partial multi-byte character is held back until a later token completes it. */
+typedef struct fm_detokenizer fm_detokenizer;
+FM_API fm_status fm_detokenizer_open(const fm_tokenizer *tok, int skip_special, fm_detokenizer **out);
+FM_API void fm_detokenizer_close(fm_detokenizer *d);
+FM_API void fm_detokenizer_reset(fm_detokenizer *d);
+/* Append the text that token completes to buf (*len_out bytes, possibly 0). On
+   FM_ERR_BUFFER_TOO_SMALL nothing is consumed and *len_out is the size needed. */
+FM_API fm_status fm_detokenizer_push(fm_detokenizer *d, int32_t token, char *buf, size_t cap, size_t *len_out);
+/* Emit whatever is held back (an incomplete sequence becomes U+FFFD) and reset. */
+FM_API fm_status fm_detokenizer_flush(fm_detokenizer *d, char *buf, size_t cap, size_t *len_out);
+
+/* One chat turn. role is "system", "user", "assistant" (or whatever the template understands). */
+typedef struct fm_chat_message {
+    const char *role;
+    const char *content;
+} fm_chat_message;
+
+/* Render the tokenizer's chat template (tokenizer_config.json "chat_template") over msgs, as
+   transformers' apply_chat_template(tokenize=False) does. FM_ERR_UNSUPPORTED if the tokenizer has
+   no template or the template uses a construct this engine does not implement (the message names
+   it). FM_ERR_BUFFER_TOO_SMALL sets *len_out to the bytes needed. */
+FM_API fm_status fm_tokenizer_chat_format(const fm_tokenizer *tok, const fm_chat_message *msgs, size_t n,
+                                          int add_generation_prompt, char *buf, size_t cap, size_t *len_out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -5,6 +5,7 @@
 #include "backend_registry.h"
 #include "checkpoint.h"
 #include "error.h"
+#include "file_util.h"
 #include "internal.h"
 
 fm_status fm_params_copy(void *defaults, size_t our_size, const void *theirs, const char *what) {
@@ -49,18 +50,31 @@ FM_API fm_status fm_context_open(const char *model_path, const fm_context_params
 
     const fm_backend_ops *ops;
     if ((st = fm_backend_find(p.backend, &ops))) return st;
+    /* The checkpoint's tokenizer.json, if it has one (a malformed one fails the open). */
+    fm_tokenizer *tok = NULL;
+    char *tok_path = fm_path_join(model_path, "tokenizer.json");
+    if (!tok_path) return fm_error(FM_ERR_OUT_OF_MEMORY, "out of memory");
+    int has_tok = fm_path_exists(tok_path);
+    free(tok_path);
+    if (has_tok && (st = fm_tokenizer_open(model_path, &tok))) return st;
     fm_checkpoint *ck;
-    if ((st = fm_checkpoint_open(model_path, &ck))) return st;
+    if ((st = fm_checkpoint_open(model_path, &ck))) {
+        fm_tokenizer_close(tok);
+        return st;
+    }
 
     fm_context *ctx = calloc(1, sizeof *ctx);
     if (!ctx) {
         fm_checkpoint_close(ck);
+        fm_tokenizer_close(tok);
         return fm_error(FM_ERR_OUT_OF_MEMORY, "out of memory");
     }
+    ctx->tokenizer = tok;
     fm_backend_config bc = {p.device, p.n_threads};
     st = (fm_status)ops->init(fm_backend_host_callbacks(), &bc, &ctx->be);
     if (st) {
         fm_checkpoint_close(ck);
+        fm_tokenizer_close(tok);
         free(ctx);
         return st;
     }
@@ -72,6 +86,7 @@ FM_API fm_status fm_context_open(const char *model_path, const fm_context_params
     if (st) {
         fm_model_free(&ctx->model);
         ops->shutdown(ctx->be);
+        fm_tokenizer_close(tok);
         free(ctx);
         return st;
     }
@@ -85,8 +100,11 @@ FM_API void fm_context_close(fm_context *ctx) {
     fm_state_pool_destroy(&ctx->pool);
     fm_model_free(&ctx->model);
     ctx->ops->shutdown(ctx->be);
+    fm_tokenizer_close(ctx->tokenizer);
     free(ctx);
 }
+
+FM_API const fm_tokenizer *fm_context_tokenizer(const fm_context *ctx) { return ctx ? ctx->tokenizer : NULL; }
 
 FM_API int32_t fm_n_vocab(const fm_context *ctx) { return ctx ? ctx->model.cfg.n_vocab : 0; }
 FM_API int32_t fm_token_eos(const fm_context *ctx) { return ctx ? ctx->model.cfg.eos_id : -1; }

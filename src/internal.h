@@ -17,6 +17,7 @@ struct fm_context {
     fm_state_pool pool;
     const char *model_type;
     atomic_long n_sessions;
+    fm_tokenizer *tokenizer; /* the checkpoint's tokenizer.json, NULL if it has none */
 };
 
 struct fm_session {

@@ -53,17 +53,6 @@ static int cpu_zero(void *be, void *dst, size_t bytes) {
 
 static size_t dtype_size(fm_dtype t) { return t == FM_DTYPE_F32 ? 4 : 2; }
 
-static float src_elem(const unsigned char *p, fm_dtype t, size_t i) {
-    uint16_t h;
-    float f;
-    switch (t) {
-    case FM_DTYPE_F32: memcpy(&f, p + 4 * i, 4); return f;
-    case FM_DTYPE_F16: memcpy(&h, p + 2 * i, 2); return fm_f16_to_f32(h);
-    case FM_DTYPE_BF16: memcpy(&h, p + 2 * i, 2); return fm_bf16_to_f32(h);
-    }
-    return 0.0f;
-}
-
 static int cpu_weight_create(void *vbe, const fm_weight_desc *d, fm_weight **out) {
     cpu_backend *be = vbe;
     if (d->rows <= 0 || d->cols <= 0)
@@ -85,11 +74,11 @@ static int cpu_weight_create(void *vbe, const fm_weight_desc *d, fm_weight **out
         memcpy(w->data, src, w->bytes); /* the source may be unaligned; memcpy is fine */
     } else if (w->dtype == FM_DTYPE_F32) {
         float *o = w->data;
-        for (size_t i = 0; i < n; i++) o[i] = src_elem(src, d->src_dtype, i);
+        for (size_t i = 0; i < n; i++) o[i] = fm_dtype_load_f32(src, d->src_dtype, i);
     } else {
         uint16_t *o = w->data;
         for (size_t i = 0; i < n; i++) {
-            float f = src_elem(src, d->src_dtype, i);
+            float f = fm_dtype_load_f32(src, d->src_dtype, i);
             o[i] = w->dtype == FM_DTYPE_BF16 ? fm_f32_to_bf16(f) : fm_f32_to_f16(f);
         }
     }

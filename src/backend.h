@@ -34,6 +34,19 @@ typedef enum fm_dtype {
     FM_DTYPE_BF16 = 2
 } fm_dtype;
 
+/* Element i of a (possibly unaligned) array of dtype t, widened to fp32. */
+static inline float fm_dtype_load_f32(const void *data, fm_dtype t, size_t i) {
+    const unsigned char *p = (const unsigned char *)data;
+    uint16_t h;
+    float f;
+    switch (t) {
+    case FM_DTYPE_F32: memcpy(&f, p + 4 * i, 4); return f;
+    case FM_DTYPE_F16: memcpy(&h, p + 2 * i, 2); return fm_f16_to_f32(h);
+    case FM_DTYPE_BF16: memcpy(&h, p + 2 * i, 2); return fm_bf16_to_f32(h);
+    }
+    return 0.0f;
+}
+
 /* Backend-owned weight tensor (2-D, row-major: rows x cols; vectors have rows = 1). */
 typedef struct fm_weight fm_weight;
 

@@ -99,17 +99,6 @@ static fm_status load_vector(loader *L, const char *name, int64_t n, fm_weight *
     return load_f32(L, name, 1, &n, 1, n, out);
 }
 
-static float read_elem(const uint8_t *p, fm_dtype dt, size_t i) {
-    uint16_t h;
-    float f;
-    switch (dt) {
-    case FM_DTYPE_F32: memcpy(&f, p + 4 * i, 4); return f;
-    case FM_DTYPE_F16: memcpy(&h, p + 2 * i, 2); return fm_f16_to_f32(h);
-    case FM_DTYPE_BF16: memcpy(&h, p + 2 * i, 2); return fm_bf16_to_f32(h);
-    }
-    return 0.0f;
-}
-
 /* A = -exp(A_log), computed once at load. */
 static fm_status load_A(loader *L, const char *name, int64_t di, int64_t ds, fm_weight **out) {
     const fm_st_tensor *t;
@@ -120,7 +109,7 @@ static fm_status load_A(loader *L, const char *name, int64_t di, int64_t ds, fm_
     size_t n = (size_t)(di * ds);
     float *a = malloc(n * sizeof *a);
     if (!a) return fm_error(FM_ERR_OUT_OF_MEMORY, "out of memory converting '%s'", name);
-    for (size_t i = 0; i < n; i++) a[i] = -expf(read_elem(t->data, dt, i));
+    for (size_t i = 0; i < n; i++) a[i] = -expf(fm_dtype_load_f32(t->data, dt, i));
     st = create(L, name, FM_DTYPE_F32, a, di, ds, FM_DTYPE_F32, out);
     free(a);
     return st;

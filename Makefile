@@ -1,5 +1,5 @@
 # Convenience wrapper around CMake. On a fresh Debian machine:
-#   make demo   - install what is missing, build, and run the bundled-model example
+#   make demo   - install what is missing, build, and generate text with the bundled model
 #   make test   - install what is missing, build, and run every test
 # Variables: BUILD (build directory), CMAKE_FLAGS (extra -D options), JOBS.
 
@@ -36,7 +36,7 @@ test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 demo: build
-	$(BUILD)/examples/greedy_ids tests/reference/cases/falcon_f32_untied 1 5 9
+	$(BUILD)/examples/falconmamba generate -m models/kjv-mamba -p "And God said" -n 96 --seed 1
 
 install: build
 	cmake --install $(BUILD)

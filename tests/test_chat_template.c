@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "chat_template.h"
+#include "test_util.h"
 
 static const char *tests_dir(void) {
     const char *d = getenv("FM_TESTS_DIR");
@@ -27,25 +28,11 @@ static const char *tests_dir(void) {
 #endif
 }
 
+/* A file under the tests directory (fm_test_read_file does the reading). */
 static char *read_file(const char *rel, size_t *n) {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", tests_dir(), rel);
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)len + 1);
-    if (buf && fread(buf, 1, (size_t)len, f) != (size_t)len) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    if (buf) {
-        buf[len] = 0;
-        if (n) *n = (size_t)len;
-    }
-    return buf;
+    return fm_test_read_file(path, n);
 }
 
 static cJSON *read_json(const char *rel) {

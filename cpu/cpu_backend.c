@@ -51,36 +51,67 @@ static int cpu_zero(void *be, void *dst, size_t bytes) {
     return CPU_OK;
 }
 
-static size_t dtype_size(fm_dtype t) { return t == FM_DTYPE_F32 ? 4 : 2; }
+/* Narrow fp32 row `f` into row r of w's storage type. */
+static void store_row(fm_weight *w, size_t r, const float *f) {
+    unsigned char *dst = (unsigned char *)w->data + r * w->row_bytes;
+    const size_t cols = (size_t)w->cols;
+    switch (w->dtype) {
+    case FM_DTYPE_F32: memcpy(dst, f, cols * sizeof(float)); break;
+    case FM_DTYPE_BF16:
+        for (size_t i = 0; i < cols; i++) ((uint16_t *)dst)[i] = fm_f32_to_bf16(f[i]);
+        break;
+    case FM_DTYPE_F16:
+        for (size_t i = 0; i < cols; i++) ((uint16_t *)dst)[i] = fm_f32_to_f16(f[i]);
+        break;
+    case FM_DTYPE_Q8_0: fm_quantize_row_q8_0(f, (fm_block_q8_0 *)dst, cols); break;
+    case FM_DTYPE_Q4_0: fm_quantize_row_q4_0(f, (fm_block_q4_0 *)dst, cols); break;
+    }
+}
 
 static int cpu_weight_create(void *vbe, const fm_weight_desc *d, fm_weight **out) {
     cpu_backend *be = vbe;
     if (d->rows <= 0 || d->cols <= 0)
         return CPU_ERR(be, CPU_ERR_ARG, "cpu backend: tensor '%s' has an empty shape", d->name);
-    size_t n = (size_t)d->rows * (size_t)d->cols;
+    const int quant = d->store_dtype == FM_DTYPE_Q8_0 || d->store_dtype == FM_DTYPE_Q4_0;
+    if (quant && d->cols % FM_QBLOCK != 0)
+        return CPU_ERR(be, CPU_ERR_ARG, "cpu backend: tensor '%s' has %lld columns, not a multiple of %d", d->name,
+                       (long long)d->cols, FM_QBLOCK);
+    if (d->src_dtype != FM_DTYPE_F32 && d->src_dtype != FM_DTYPE_F16 && d->src_dtype != FM_DTYPE_BF16)
+        return CPU_ERR(be, CPU_ERR_ARG, "cpu backend: tensor '%s' has a source dtype it cannot read", d->name);
     fm_weight *w = calloc(1, sizeof *w);
     if (!w) return CPU_ERR(be, CPU_ERR_OOM, "cpu backend: out of memory for '%s'", d->name);
+    const size_t rows = (size_t)d->rows, cols = (size_t)d->cols;
     w->dtype = d->store_dtype;
     w->rows = d->rows;
     w->cols = d->cols;
-    w->bytes = n * dtype_size(w->dtype);
-    w->data = cpu_aligned_alloc(w->bytes);
-    if (!w->data) {
-        free(w);
-        return CPU_ERR(be, CPU_ERR_OOM, "cpu backend: cannot allocate %zu bytes for '%s'", n * 4, d->name);
+    w->row_bytes = fm_dtype_row_bytes(w->dtype, cols);
+    w->bytes = rows * w->row_bytes;
+    const size_t elem = w->dtype == FM_DTYPE_F32 ? 4 : 2;
+    if (d->persistent && d->src_dtype == w->dtype && (uintptr_t)d->data % elem == 0) { /* use it in place */
+        w->data = (void *)d->data;
+        *out = w;
+        return CPU_OK;
     }
-    const unsigned char *src = d->data;
-    if (d->src_dtype == w->dtype) {
-        memcpy(w->data, src, w->bytes); /* the source may be unaligned; memcpy is fine */
-    } else if (w->dtype == FM_DTYPE_F32) {
-        float *o = w->data;
-        for (size_t i = 0; i < n; i++) o[i] = fm_dtype_load_f32(src, d->src_dtype, i);
+    w->owned = 1;
+    w->data = cpu_aligned_alloc(w->bytes);
+    float *row = d->src_dtype == w->dtype ? NULL : malloc(cols * sizeof(float));
+    if (!w->data || (d->src_dtype != w->dtype && !row)) {
+        const size_t bytes = w->bytes;
+        free(w->data);
+        free(w);
+        free(row);
+        return CPU_ERR(be, CPU_ERR_OOM, "cpu backend: cannot allocate %zu bytes for '%s'", bytes, d->name);
+    }
+    if (!row) {
+        memcpy(w->data, d->data, w->bytes); /* the source may be unaligned; memcpy is fine */
     } else {
-        uint16_t *o = w->data;
-        for (size_t i = 0; i < n; i++) {
-            float f = fm_dtype_load_f32(src, d->src_dtype, i);
-            o[i] = w->dtype == FM_DTYPE_BF16 ? fm_f32_to_bf16(f) : fm_f32_to_f16(f);
+        const unsigned char *src = d->data;
+        const size_t src_row = fm_dtype_row_bytes(d->src_dtype, cols);
+        for (size_t r = 0; r < rows; r++) {
+            for (size_t i = 0; i < cols; i++) row[i] = fm_dtype_load_f32(src + r * src_row, d->src_dtype, i);
+            store_row(w, r, row);
         }
+        free(row);
     }
     *out = w;
     return CPU_OK;
@@ -89,26 +120,22 @@ static int cpu_weight_create(void *vbe, const fm_weight_desc *d, fm_weight **out
 static void cpu_weight_free(void *be, fm_weight *w) {
     (void)be;
     if (!w) return;
-    free(w->data);
+    if (w->owned) free(w->data);
     free(w);
 }
 
 static size_t cpu_weight_bytes(const fm_weight *w) { return w->bytes; }
 
 void cpu_weight_row_f32(const fm_weight *W, int64_t r, float *dst) {
-    size_t cols = (size_t)W->cols;
+    const size_t cols = (size_t)W->cols;
+    const unsigned char *p = (const unsigned char *)W->data + (size_t)r * W->row_bytes;
     switch (W->dtype) {
-    case FM_DTYPE_F32: memcpy(dst, (const float *)W->data + (size_t)r * cols, cols * sizeof(float)); break;
-    case FM_DTYPE_BF16: {
-        const uint16_t *p = (const uint16_t *)W->data + (size_t)r * cols;
-        for (size_t i = 0; i < cols; i++) dst[i] = fm_bf16_to_f32(p[i]);
+    case FM_DTYPE_F32: memcpy(dst, p, cols * sizeof(float)); break;
+    case FM_DTYPE_Q8_0: fm_dequantize_row_q8_0((const fm_block_q8_0 *)p, dst, cols); break;
+    case FM_DTYPE_Q4_0: fm_dequantize_row_q4_0((const fm_block_q4_0 *)p, dst, cols); break;
+    default:
+        for (size_t i = 0; i < cols; i++) dst[i] = fm_dtype_load_f32(p, W->dtype, i);
         break;
-    }
-    case FM_DTYPE_F16: {
-        const uint16_t *p = (const uint16_t *)W->data + (size_t)r * cols;
-        for (size_t i = 0; i < cols; i++) dst[i] = fm_f16_to_f32(p[i]);
-        break;
-    }
     }
 }
 
@@ -121,6 +148,7 @@ static const fm_backend_ops k_cpu_ops = {
     .abi_version = FM_BACKEND_ABI_VERSION,
     .struct_size = sizeof(fm_backend_ops),
     .name = "cpu",
+    .flags = FM_BE_FLAG_HOST_MEMORY,
     .init = cpu_init,
     .shutdown = cpu_shutdown,
     .alloc = cpu_alloc,

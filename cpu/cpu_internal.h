@@ -7,8 +7,11 @@
 struct fm_weight {
     fm_dtype dtype;
     int64_t rows, cols;
-    void *data; /* 64-byte aligned, rows * cols elements of dtype */
+    void *data;       /* rows * cols elements of dtype: 64-byte aligned when owned, else a pointer
+                         into the mapped checkpoint (2-byte aligned at least) */
     size_t bytes;
+    size_t row_bytes; /* bytes of one row */
+    int owned;
 };
 
 typedef struct cpu_backend {

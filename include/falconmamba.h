@@ -98,8 +98,8 @@ typedef enum fm_weight_type {
     FM_WEIGHTS_F32 = 1,
     FM_WEIGHTS_BF16 = 2,
     FM_WEIGHTS_F16 = 3,
-    FM_WEIGHTS_Q8_0 = 4, /* not available in this version: FM_ERR_UNSUPPORTED */
-    FM_WEIGHTS_Q4_0 = 5  /* not available in this version: FM_ERR_UNSUPPORTED */
+    FM_WEIGHTS_Q8_0 = 4, /* 8-bit blocks of 32 (projections and an untied head; docs/API.md) */
+    FM_WEIGHTS_Q4_0 = 5  /* 4-bit blocks of 32, same tensors as Q8_0 */
 } fm_weight_type;
 
 typedef struct fm_context_params {

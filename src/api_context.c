@@ -80,8 +80,7 @@ FM_API fm_status fm_context_open(const char *model_path, const fm_context_params
     }
     ctx->ops = ops;
     fm_load_progress progress = {p.progress, p.progress_user};
-    st = fm_model_load(ck, ops, ctx->be, p.weight_type, &progress, &ctx->model);
-    fm_checkpoint_close(ck); /* weights now live in the backend; unmap the files */
+    st = fm_model_load(ck, ops, ctx->be, p.weight_type, &progress, &ctx->model); /* takes ck */
     if (st == FM_OK) st = fm_state_pool_init(&ctx->pool, ops, ctx->be, ctx->model.state_floats * sizeof(float));
     if (st) {
         fm_model_free(&ctx->model);

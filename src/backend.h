@@ -13,9 +13,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "half.h" /* the storage types' conversions are part of the backend contract */
+#include "half.h"  /* the storage types' conversions are part of the backend contract */
+#include "quant.h" /* and so are the quantized block layouts */
 
-#define FM_BACKEND_ABI_VERSION 1
+#define FM_BACKEND_ABI_VERSION 2
 
 /* Status values a backend returns; they equal the public fm_status codes of the same meaning
    (checked at compile time in backend_registry.c). */
@@ -27,14 +28,29 @@ enum {
     FM_BE_ERR_INTERNAL = -11
 };
 
-/* Storage types a backend may hold weights in. */
+/* Storage types a backend may hold weights in. The quantized ones (quant.h) are only ever requested
+   as a store_dtype, for matrices whose cols are a multiple of FM_QBLOCK; sources are never quantized. */
 typedef enum fm_dtype {
     FM_DTYPE_F32 = 0,
     FM_DTYPE_F16 = 1,
-    FM_DTYPE_BF16 = 2
+    FM_DTYPE_BF16 = 2,
+    FM_DTYPE_Q8_0 = 3,
+    FM_DTYPE_Q4_0 = 4
 } fm_dtype;
 
-/* Element i of a (possibly unaligned) array of dtype t, widened to fp32. */
+/* Bytes of one row of `cols` elements stored as t. */
+static inline size_t fm_dtype_row_bytes(fm_dtype t, size_t cols) {
+    switch (t) {
+    case FM_DTYPE_F32: return 4 * cols;
+    case FM_DTYPE_F16:
+    case FM_DTYPE_BF16: return 2 * cols;
+    case FM_DTYPE_Q8_0: return cols / FM_QBLOCK * sizeof(fm_block_q8_0);
+    case FM_DTYPE_Q4_0: return cols / FM_QBLOCK * sizeof(fm_block_q4_0);
+    }
+    return 0;
+}
+
+/* Element i of a (possibly unaligned) array of dtype t (F32, F16 or BF16), widened to fp32. */
 static inline float fm_dtype_load_f32(const void *data, fm_dtype t, size_t i) {
     const unsigned char *p = (const unsigned char *)data;
     uint16_t h;
@@ -43,6 +59,7 @@ static inline float fm_dtype_load_f32(const void *data, fm_dtype t, size_t i) {
     case FM_DTYPE_F32: memcpy(&f, p + 4 * i, 4); return f;
     case FM_DTYPE_F16: memcpy(&h, p + 2 * i, 2); return fm_f16_to_f32(h);
     case FM_DTYPE_BF16: memcpy(&h, p + 2 * i, 2); return fm_bf16_to_f32(h);
+    default: break;
     }
     return 0.0f;
 }
@@ -58,6 +75,9 @@ typedef struct fm_weight_desc {
     const void *data;
     int64_t rows, cols;
     fm_dtype store_dtype; /* what the backend should keep */
+    /* Nonzero: `data` stays mapped and unchanged until weight_free, so when store_dtype == src_dtype
+       a host-memory backend may use it in place instead of copying (it is only 2-byte aligned). */
+    int32_t persistent;
 } fm_weight_desc;
 
 /* One sequence's rows within a batch and that sequence's state for the current layer. */
@@ -115,12 +135,17 @@ typedef struct fm_backend_config {
     int32_t n_threads; /* 0 = all cores */
 } fm_backend_config;
 
+/* The backend's memory is host memory: the core keeps the checkpoint mapped for the model's life and
+   marks weight descs persistent, so weights stored as on disk are used in place. */
+#define FM_BE_FLAG_HOST_MEMORY 1u
+
 /* Every function returning int returns an fm_status value (0 = ok) and has called host->set_error
    on failure. Pointers named "device" are the backend's; for the CPU backend they are host memory. */
 typedef struct fm_backend_ops {
     uint32_t abi_version; /* FM_BACKEND_ABI_VERSION */
     size_t struct_size;   /* sizeof(fm_backend_ops) the backend was built with */
     const char *name;
+    uint32_t flags;       /* FM_BE_FLAG_* */
 
     int (*init)(const fm_backend_host *host, const fm_backend_config *cfg, void **be_out);
     void (*shutdown)(void *be);

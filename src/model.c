@@ -15,8 +15,10 @@
 typedef struct loader {
     const fm_checkpoint *ck;
     fm_model *m;
-    fm_dtype matrix_store; /* -1 = as stored */
+    fm_dtype matrix_store; /* storage type of the matrices, unless as_stored */
     int as_stored;
+    int quantized;         /* matrix_store is Q8_0/Q4_0: only for projections and an untied head */
+    int persistent;        /* the checkpoint stays mapped (host-memory backend) */
 } loader;
 
 static int to_fm_dtype(fm_st_dtype t, fm_dtype *out) {
@@ -65,9 +67,10 @@ static fm_status find_tensor(loader *L, const char *name, int nd, const int64_t 
     return FM_OK;
 }
 
-static fm_status create(loader *L, const char *name, fm_dtype src, const void *data, int64_t rows, int64_t cols,
-                        fm_dtype store, fm_weight **out) {
-    fm_weight_desc d = {name, src, data, rows, cols, store};
+/* persistent: data points into the checkpoint (not a temporary). */
+static fm_status create(loader *L, const char *name, fm_dtype src, const void *data, int persistent, int64_t rows,
+                        int64_t cols, fm_dtype store, fm_weight **out) {
+    fm_weight_desc d = {name, src, data, rows, cols, store, persistent && L->persistent};
     fm_model *m = L->m;
     fm_status st = (fm_status)m->ops->weight_create(m->be, &d, out);
     if (st) return st;
@@ -75,14 +78,23 @@ static fm_status create(loader *L, const char *name, fm_dtype src, const void *d
     return FM_OK;
 }
 
-/* A matrix [rows][cols], kept in the requested storage type. */
-static fm_status load_matrix(loader *L, const char *name, int64_t rows, int64_t cols, fm_weight **out) {
+/* A matrix [rows][cols], kept in the requested storage type. A quantized type applies only where
+   quantizable is set and cols is a whole number of blocks (dt_proj of the 130m shape has 48); the
+   others stay as stored. */
+static fm_status load_matrix_q(loader *L, const char *name, int64_t rows, int64_t cols, int quantizable,
+                               fm_weight **out) {
     const fm_st_tensor *t;
     fm_dtype dt;
     int64_t dims[2] = {rows, cols};
     fm_status st = find_tensor(L, name, 2, dims, &t, &dt);
     if (st) return st;
-    return create(L, name, dt, t->data, rows, cols, L->as_stored ? dt : L->matrix_store, out);
+    fm_dtype store = L->as_stored ? dt : L->matrix_store;
+    if (L->quantized && (!quantizable || cols % FM_QBLOCK != 0)) store = dt;
+    return create(L, name, dt, t->data, 1, rows, cols, store, out);
+}
+
+static fm_status load_matrix(loader *L, const char *name, int64_t rows, int64_t cols, fm_weight **out) {
+    return load_matrix_q(L, name, rows, cols, 1, out);
 }
 
 /* A small parameter kept in fp32, given with its exact checkpoint shape. */
@@ -92,7 +104,7 @@ static fm_status load_f32(loader *L, const char *name, int nd, const int64_t *di
     fm_dtype dt;
     fm_status st = find_tensor(L, name, nd, dims, &t, &dt);
     if (st) return st;
-    return create(L, name, dt, t->data, rows, cols, FM_DTYPE_F32, out);
+    return create(L, name, dt, t->data, 1, rows, cols, FM_DTYPE_F32, out);
 }
 
 static fm_status load_vector(loader *L, const char *name, int64_t n, fm_weight **out) {
@@ -110,7 +122,7 @@ static fm_status load_A(loader *L, const char *name, int64_t di, int64_t ds, fm_
     float *a = malloc(n * sizeof *a);
     if (!a) return fm_error(FM_ERR_OUT_OF_MEMORY, "out of memory converting '%s'", name);
     for (size_t i = 0; i < n; i++) a[i] = -expf(fm_dtype_load_f32(t->data, dt, i));
-    st = create(L, name, FM_DTYPE_F32, a, di, ds, FM_DTYPE_F32, out);
+    st = create(L, name, FM_DTYPE_F32, a, 0, di, ds, FM_DTYPE_F32, out);
     free(a);
     return st;
 }
@@ -156,6 +168,7 @@ void fm_model_free(fm_model *m) {
     if (m->lm_head != m->embed) free_w(m, m->lm_head);
     free_w(m, m->embed);
     free_w(m, m->norm_f);
+    fm_checkpoint_close(m->mapped); /* after the weights that may point into it */
     memset(m, 0, sizeof *m);
 }
 
@@ -164,31 +177,34 @@ static fm_status report(const fm_load_progress *p, float f) {
     return FM_OK;
 }
 
-fm_status fm_model_load(const fm_checkpoint *ck, const fm_backend_ops *ops, void *be, fm_weight_type wt,
+fm_status fm_model_load(fm_checkpoint *ck, const fm_backend_ops *ops, void *be, fm_weight_type wt,
                         const fm_load_progress *progress, fm_model *m) {
     memset(m, 0, sizeof *m);
     m->cfg = ck->cfg;
     m->ops = ops;
     m->be = be;
-    loader L = {ck, m, FM_DTYPE_F32, 0};
+    loader L = {ck, m, FM_DTYPE_F32, 0, 0, (ops->flags & FM_BE_FLAG_HOST_MEMORY) != 0};
     switch (wt) {
     case FM_WEIGHTS_AUTO: L.as_stored = 1; break;
     case FM_WEIGHTS_F32: L.matrix_store = FM_DTYPE_F32; break;
     case FM_WEIGHTS_BF16: L.matrix_store = FM_DTYPE_BF16; break;
     case FM_WEIGHTS_F16: L.matrix_store = FM_DTYPE_F16; break;
-    case FM_WEIGHTS_Q8_0:
-    case FM_WEIGHTS_Q4_0:
-        return fm_error(FM_ERR_UNSUPPORTED, "weight_type %s is not implemented in this version",
-                        wt == FM_WEIGHTS_Q8_0 ? "Q8_0" : "Q4_0");
-    default: return fm_error(FM_ERR_INVALID_ARGUMENT, "weight_type %d is not a valid fm_weight_type", (int)wt);
+    case FM_WEIGHTS_Q8_0: L.matrix_store = FM_DTYPE_Q8_0; L.quantized = 1; break;
+    case FM_WEIGHTS_Q4_0: L.matrix_store = FM_DTYPE_Q4_0; L.quantized = 1; break;
+    default:
+        fm_checkpoint_close(ck);
+        return fm_error(FM_ERR_INVALID_ARGUMENT, "weight_type %d is not a valid fm_weight_type", (int)wt);
     }
+    if (L.persistent) m->mapped = ck;
     const fm_config *c = &m->cfg;
     m->fingerprint = fm_fnv1a(FM_FNV_OFFSET, c, sizeof *c);
     m->state_floats = (size_t)c->n_layer * (size_t)c->d_inner * (size_t)(c->d_conv - 1 + c->d_state);
     m->layers = calloc((size_t)c->n_layer, sizeof *m->layers);
-    if (!m->layers) return fm_error(FM_ERR_OUT_OF_MEMORY, "out of memory");
-    fm_status st = report(progress, 0.0f);
-    if (st == FM_OK) st = load_matrix(&L, "backbone.embeddings.weight", c->n_vocab, c->d_model, &m->embed);
+    fm_status st = m->layers ? FM_OK : fm_error(FM_ERR_OUT_OF_MEMORY, "out of memory");
+    if (st == FM_OK) st = report(progress, 0.0f);
+    /* The embedding stays in high precision (also when it doubles as a tied head). */
+    if (st == FM_OK)
+        st = load_matrix_q(&L, "backbone.embeddings.weight", c->n_vocab, c->d_model, 0, &m->embed);
     for (int i = 0; st == FM_OK && i < c->n_layer; i++) {
         st = load_layer(&L, i, &m->layers[i]);
         if (st == FM_OK) st = report(progress, (float)(i + 1) / (float)(c->n_layer + 1));
@@ -199,6 +215,7 @@ fm_status fm_model_load(const fm_checkpoint *ck, const fm_backend_ops *ops, void
         else st = load_matrix(&L, "lm_head.weight", c->n_vocab, c->d_model, &m->lm_head);
     }
     if (st == FM_OK) st = report(progress, 1.0f);
+    if (!L.persistent) fm_checkpoint_close(ck); /* the weights now live in the backend */
     if (st) fm_model_free(m);
     return st;
 }

@@ -28,16 +28,19 @@ typedef struct fm_model {
     uint64_t n_params;
     uint64_t weight_bytes;
     size_t state_floats;  /* floats of recurrent state per sequence */
+    fm_checkpoint *mapped; /* kept open while weights may point into it (host-memory backends) */
 } fm_model;
 
-/* Copy every tensor the config requires from the checkpoint to the backend, validating names,
-   dtypes and shapes. weight_type applies to the matrices (embeddings, projections, head). */
+/* Hand every tensor the config requires from the checkpoint to the backend, validating names,
+   dtypes and shapes. weight_type applies to the matrices (embeddings, projections, head; the
+   quantized types to the projections and an untied head whose inner dimension allows it). The model
+   takes ownership of ck: it closes it at once, or at fm_model_free when weights point into it. */
 typedef struct fm_load_progress {
     int (*fn)(float fraction, void *user); /* nonzero return aborts the load */
     void *user;
 } fm_load_progress;
 
-fm_status fm_model_load(const fm_checkpoint *ck, const fm_backend_ops *ops, void *be, fm_weight_type weight_type,
+fm_status fm_model_load(fm_checkpoint *ck, const fm_backend_ops *ops, void *be, fm_weight_type weight_type,
                         const fm_load_progress *progress, fm_model *m);
 void fm_model_free(fm_model *m);
 

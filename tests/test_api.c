@@ -83,8 +83,6 @@ static void test_context_open_errors(void **state) {
     p.backend = (fm_backend_kind)99;
     EXPECT(fm_context_open(g_ref.dir, &p, &ctx), FM_ERR_INVALID_ARGUMENT, "fm_backend_kind");
     fm_context_params_init(&p);
-    p.weight_type = FM_WEIGHTS_Q4_0;
-    EXPECT(fm_context_open(g_ref.dir, &p, &ctx), FM_ERR_UNSUPPORTED, "Q4_0");
     p.weight_type = (fm_weight_type)42;
     EXPECT(fm_context_open(g_ref.dir, &p, &ctx), FM_ERR_INVALID_ARGUMENT, "weight_type");
     fm_context_params_init(&p);

@@ -86,16 +86,18 @@ static uint16_t enc_f16(float f) {
 /* Store n floats as dtype into out (which holds n * size bytes). Non-float dtypes get integers. */
 static void encode(const float *v, size_t n, const char *dtype, uint8_t *out) {
     size_t es = fm_tm_dtype_size(dtype);
+    int kind = strcmp(dtype, "F32") == 0 ? 0 : strcmp(dtype, "BF16") == 0 ? 1 : strcmp(dtype, "F16") == 0 ? 2
+             : strcmp(dtype, "F64") == 0 ? 3 : 4; /* tested once, not per element (large checkpoints) */
     for (size_t i = 0; i < n; i++) {
-        if (strcmp(dtype, "F32") == 0) {
+        if (kind == 0) {
             memcpy(out + 4 * i, &v[i], 4);
-        } else if (strcmp(dtype, "BF16") == 0) {
+        } else if (kind == 1) {
             uint16_t h = enc_bf16(v[i]);
             memcpy(out + 2 * i, &h, 2);
-        } else if (strcmp(dtype, "F16") == 0) {
+        } else if (kind == 2) {
             uint16_t h = enc_f16(v[i]);
             memcpy(out + 2 * i, &h, 2);
-        } else if (strcmp(dtype, "F64") == 0) {
+        } else if (kind == 3) {
             double d = v[i];
             memcpy(out + 8 * i, &d, 8);
         } else {
@@ -113,13 +115,15 @@ static int ends_with(const char *s, const char *suffix) {
     return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
-/* Values for a tensor, chosen by its name like a real initialisation would. */
-static void fill_values(const fm_tm_options *o, const char *name, const int64_t *shape, int n_dims, float *v,
-                        size_t n) {
-    uint64_t s = name_seed(o->seed, name);
+/* Values i0 .. i0+n-1 of a tensor, chosen by its name like a real initialisation would. *s is the
+   tensor's random stream (name_seed(seed, name) at i0 = 0), advanced by one draw per value, so a
+   tensor filled in consecutive pieces gets the same values as one filled at once. */
+static void fill_values_at(const char *name, const int64_t *shape, int n_dims, uint64_t *sp, size_t i0,
+                           float *v, size_t n) {
+    uint64_t s = *sp;
     int64_t last = n_dims > 0 ? shape[n_dims - 1] : 1;
     if (ends_with(name, "mixer.A_log")) {
-        for (size_t i = 0; i < n; i++) v[i] = logf((float)(i % (size_t)(last > 0 ? last : 1) + 1)) + 0.05f * next_uniform(&s);
+        for (size_t i = 0; i < n; i++) v[i] = logf((float)((i0 + i) % (size_t)(last > 0 ? last : 1) + 1)) + 0.05f * next_uniform(&s);
     } else if (ends_with(name, "mixer.D")) {
         for (size_t i = 0; i < n; i++) v[i] = 1.0f + 0.1f * next_uniform(&s);
     } else if (ends_with(name, "dt_proj.bias")) {
@@ -138,6 +142,14 @@ static void fill_values(const fm_tm_options *o, const char *name, const int64_t 
         float scale = 1.0f / sqrtf((float)(last > 0 ? last : 1));
         for (size_t i = 0; i < n; i++) v[i] = scale * next_uniform(&s);
     }
+    *sp = s;
+}
+
+/* Values for a whole tensor. */
+static void fill_values(const fm_tm_options *o, const char *name, const int64_t *shape, int n_dims, float *v,
+                        size_t n) {
+    uint64_t s = name_seed(o->seed, name);
+    fill_values_at(name, shape, n_dims, &s, 0, v, n);
 }
 
 static size_t n_elems(int n_dims, const int64_t *shape) {
@@ -222,7 +234,9 @@ int fm_tm_remove(fm_tm_model *m, const char *name) {
     return 0;
 }
 
-fm_tm_tensor *fm_tm_add(fm_tm_model *m, const char *name, const char *dtype, int n_dims, const int64_t *shape) {
+/* with_data 0: only the entry (name, dtype, shape, n_bytes), data NULL, for fm_tm_write_streamed. */
+static fm_tm_tensor *add_tensor(fm_tm_model *m, const char *name, const char *dtype, int n_dims,
+                                const int64_t *shape, int with_data) {
     if (n_dims < 0 || n_dims > FM_TM_MAX_DIMS || strlen(dtype) >= sizeof m->tensors[0].dtype) return NULL;
     if (m->n_tensors == m->cap_tensors) {
         size_t cap = m->cap_tensors ? 2 * m->cap_tensors : 32;
@@ -238,12 +252,21 @@ fm_tm_tensor *fm_tm_add(fm_tm_model *m, const char *name, const char *dtype, int
     t->n_dims = n_dims;
     for (int i = 0; i < n_dims; i++) t->shape[i] = shape[i];
     t->shard = m->opt.n_shards > 0 ? m->opt.n_shards - 1 : 0;
-    if (regen(&m->opt, t)) {
-        free_tensor(t);
-        return NULL;
+    if (with_data) {
+        if (regen(&m->opt, t)) {
+            free_tensor(t);
+            return NULL;
+        }
+    } else {
+        size_t es = fm_tm_dtype_size(t->dtype);
+        t->n_bytes = n_elems(t->n_dims, t->shape) * (es ? es : 4);
     }
     m->n_tensors++;
     return t;
+}
+
+fm_tm_tensor *fm_tm_add(fm_tm_model *m, const char *name, const char *dtype, int n_dims, const int64_t *shape) {
+    return add_tensor(m, name, dtype, n_dims, shape, 1);
 }
 
 int fm_tm_retype(fm_tm_tensor *t, const char *dtype, int n_dims, const int64_t *shape) {
@@ -294,7 +317,7 @@ static cJSON *make_config(const fm_tm_options *o) {
     return c;
 }
 
-fm_tm_model *fm_tm_create(const fm_tm_options *opt) {
+static fm_tm_model *create(const fm_tm_options *opt, int with_data) {
     fm_tm_options o;
     if (opt) o = *opt;
     else fm_tm_options_init(&o);
@@ -318,7 +341,7 @@ fm_tm_model *fm_tm_create(const fm_tm_options *opt) {
 #define ADD(nm, nd, ...)                                                                                              \
     do {                                                                                                              \
         int64_t sh_[] = {__VA_ARGS__};                                                                                \
-        ok = ok && fm_tm_add(m, nm, dt, nd, sh_) != NULL;                                                             \
+        ok = ok && add_tensor(m, nm, dt, nd, sh_, with_data) != NULL;                                                 \
     } while (0)
     ADD("backbone.embeddings.weight", 2, v, d);
     char n[160];
@@ -350,6 +373,8 @@ fm_tm_model *fm_tm_create(const fm_tm_options *opt) {
         for (size_t i = 0; i < m->n_tensors; i++) m->tensors[i].shard = (int)(i * (size_t)o.n_shards / m->n_tensors);
     return m;
 }
+
+fm_tm_model *fm_tm_create(const fm_tm_options *opt) { return create(opt, 1); }
 
 /* ---- serialising -------------------------------------------------------------------------------- */
 
@@ -404,11 +429,9 @@ static void sb_json_string(sbuf *b, const char *s) {
 
 static int in_file(const fm_tm_tensor *t, int k) { return !t->omit_from_file && (k < 0 || t->shard == k); }
 
-uint8_t *fm_tm_image(const fm_tm_model *m, int k, size_t *size) {
-    size_t data_len = 0;
-    for (size_t i = 0; i < m->n_tensors; i++)
-        if (in_file(&m->tensors[i], k)) data_len += m->tensors[i].n_bytes;
-    sbuf h = {0};
+/* The JSON header of shard k (all tensors when k < 0), padded; h->oom on failure. */
+static void image_header(const fm_tm_model *m, int k, sbuf *h_) {
+    sbuf h = *h_;
     if (m->header_text) {
         sb_add(&h, "%s", m->header_text);
     } else {
@@ -441,6 +464,15 @@ uint8_t *fm_tm_image(const fm_tm_model *m, int k, size_t *size) {
         sb_add(&h, "}");
         while (!h.oom && h.n % 8) sb_add(&h, " "); /* as the reference writer pads */
     }
+    *h_ = h;
+}
+
+uint8_t *fm_tm_image(const fm_tm_model *m, int k, size_t *size) {
+    size_t data_len = 0;
+    for (size_t i = 0; i < m->n_tensors; i++)
+        if (in_file(&m->tensors[i], k)) data_len += m->tensors[i].n_bytes;
+    sbuf h = {0};
+    image_header(m, k, &h);
     if (h.oom) {
         free(h.p);
         return NULL;
@@ -561,5 +593,45 @@ int fm_tm_truncate(const char *dir, const char *name, size_t size) {
     if (!data) return -1;
     int rc = size > n ? -1 : fm_test_write_file(dir, name, data, size);
     free(data);
+    return rc;
+}
+
+int fm_tm_write_streamed(const fm_tm_options *o, const char *dir) {
+    if (!o || o->n_shards != 0) return -1;
+    fm_tm_model *m = create(o, 0);
+    if (!m) return -1;
+    int rc = -1;
+    FILE *f = NULL;
+    float *v = NULL;
+    uint8_t *bytes = NULL;
+    sbuf h = {0};
+    char path[2048];
+    const size_t chunk = (size_t)1 << 20; /* values per piece: 4 MiB of floats */
+    if (write_text(dir, "config.json", fm_tm_config_json(m))) goto out;
+    image_header(m, -1, &h);
+    if (h.oom) goto out;
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if (!(f = fopen(path, "wb")) || !(v = malloc(chunk * sizeof *v)) || !(bytes = malloc(chunk * 8))) goto out;
+    uint8_t len[8];
+    for (int i = 0; i < 8; i++) len[i] = (uint8_t)((uint64_t)h.n >> (8 * i));
+    if (fwrite(len, 1, 8, f) != 8 || fwrite(h.p, 1, h.n, f) != h.n) goto out;
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        const fm_tm_tensor *t = &m->tensors[i];
+        size_t n = n_elems(t->n_dims, t->shape), es = fm_tm_dtype_size(t->dtype);
+        uint64_t s = name_seed(m->opt.seed, t->name);
+        for (size_t i0 = 0; i0 < n; i0 += chunk) {
+            size_t k = n - i0 < chunk ? n - i0 : chunk;
+            fill_values_at(t->name, t->shape, t->n_dims, &s, i0, v, k);
+            encode(v, k, t->dtype, bytes);
+            if (fwrite(bytes, es, k, f) != k) goto out;
+        }
+    }
+    rc = 0;
+out:
+    if (f && fclose(f) != 0) rc = -1;
+    free(h.p);
+    free(v);
+    free(bytes);
+    fm_tm_free(m);
     return rc;
 }

@@ -110,6 +110,11 @@ char *fm_tm_index_json(const fm_tm_model *m);
 
 /* Write the checkpoint into an existing directory. 0 on success. */
 int fm_tm_write(const fm_tm_model *m, const char *dir);
+/* Write the checkpoint of o (config.json + a single model.safetensors; o->n_shards must be 0) into an
+   existing directory without holding the weights in memory: each tensor is generated and written
+   in pieces. The files are byte-identical to fm_tm_write(fm_tm_create(o), dir), so shapes as large
+   as falcon-mamba-7b can be written (tests/bench/make_bench_model). 0 on success. */
+int fm_tm_write_streamed(const fm_tm_options *o, const char *dir);
 /* fm_test_mkdtemp + fm_tm_write; the new directory (malloc'ed) or NULL. */
 char *fm_tm_write_tmp(const fm_tm_model *m);
 /* Cut dir/name down to its first `size` bytes. 0 on success. */

@@ -494,7 +494,7 @@ fm_status fm_bpe_tokenize(const fm_bpe *b, fm_bpe_scratch *sc, const char *w, si
     size_t start = out->n;
     for (size_t i = 0; i < ns; i++)
         if (sc->sym[i].len && !fm_i32vec_push(out, sc->sym[i].c)) return fm_error(FM_ERR_OUT_OF_MEMORY, "out of memory");
-    if (cacheable) cache_put(b, w, n, h, out->v + start, out->n - start);
+    if (cacheable) cache_put(b, w, n, h, out->v ? out->v + start : NULL, out->n - start); /* no ids yet: v is NULL */
     return FM_OK;
 }
 

@@ -70,7 +70,7 @@ static fm_status load_index(fm_checkpoint *c, const char *dir, const char *index
     fm_status st = fm_read_file(index_path, MAX_JSON_BYTES, &text, &len);
     if (st) return st;
     const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    cJSON *root = fm_json_parse(text, len, &end);
     int trailing = root && !fm_only_whitespace(end, text, len);
     free(text);
     if (!root) return fm_error(FM_ERR_FORMAT, "%s: malformed JSON", index_path);

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <cjson/cJSON.h>
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -49,8 +50,10 @@ static fm_status get_bool(const parse_ctx *p, const char *key, int *out) {
 static fm_status get_eps(const parse_ctx *p, const char *key, float *out) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(p->root, key);
     if (!v) return FM_OK;
-    if (!cJSON_IsNumber(v) || !(v->valuedouble > 0.0) || v->valuedouble > 1.0)
-        return fm_error(FM_ERR_FORMAT, "%s: field '%s' must be a number in (0, 1]", p->file, key);
+    /* checked after the conversion: a tiny double (1e-85) would become a float 0 (or a denormal) */
+    if (!cJSON_IsNumber(v) || !((float)v->valuedouble >= FLT_MIN) || v->valuedouble > 1.0)
+        return fm_error(FM_ERR_FORMAT, "%s: field '%s' must be a number in (0, 1] (at least %g)", p->file, key,
+                        (double)FLT_MIN);
     *out = (float)v->valuedouble;
     return FM_OK;
 }
@@ -167,7 +170,7 @@ static fm_status parse_root(const parse_ctx *p, fm_config *c) {
 
 fm_status fm_config_parse(const char *json, size_t len, const char *file, fm_config *out) {
     const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
+    cJSON *root = fm_json_parse(json, len, &end);
     if (!root) {
         size_t off = end && end >= json ? (size_t)(end - json) : 0;
         return fm_error(FM_ERR_FORMAT, "%s: malformed JSON near byte %zu", file, off);

@@ -5,11 +5,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <cjson/cJSON.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "error.h"
+
+static pthread_mutex_t g_json_mu = PTHREAD_MUTEX_INITIALIZER;
+
+struct cJSON *fm_json_parse(const char *text, size_t len, const char **end) {
+    pthread_mutex_lock(&g_json_mu);
+    cJSON *root = cJSON_ParseWithLengthOpts(text, len, end, 0);
+    pthread_mutex_unlock(&g_json_mu);
+    return root;
+}
 
 int fm_only_whitespace(const char *end, const char *text, size_t len) {
     for (const char *p = end; p && p < text + len; p++)

@@ -13,6 +13,14 @@ fm_status fm_read_file(const char *path, size_t max_bytes, char **buf_out, size_
 /* 1 if [end, text + len) holds only JSON whitespace (or NUL padding). */
 int fm_only_whitespace(const char *end, const char *text, size_t len);
 
+struct cJSON;
+/* cJSON_ParseWithLengthOpts(text, len, end, 0) under a process-wide lock. cJSON's parser writes its
+   global error record (the one cJSON_GetErrorPtr reads) on every call, whatever the arguments, so
+   two threads parsing at once race on it; every parse in the library goes through here. *end is the
+   position where parsing stopped (success) or failed. The lock does not cover cJSON calls the host
+   program makes itself. */
+struct cJSON *fm_json_parse(const char *text, size_t len, const char **end);
+
 /* 1 if path exists (any type). */
 int fm_path_exists(const char *path);
 

@@ -126,7 +126,7 @@ static fm_status parse_entry(const cJSON *e, const char *file, const uint8_t *da
 static fm_status parse_header(const char *json, size_t len, const char *file, const uint8_t *data,
                               uint64_t data_size, fm_st_file *f) {
     const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
+    cJSON *root = fm_json_parse(json, len, &end);
     if (!root) return fm_error(FM_ERR_FORMAT, "%s: header is not valid JSON", file);
     /* Anything after the JSON value must be padding (the writer pads with spaces). */
     if (!fm_only_whitespace(end, json, len)) {

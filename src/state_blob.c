@@ -83,6 +83,8 @@ fm_status fm_state_header_check(const fm_model *m, const uint8_t *b, size_t n, f
     if (h->fingerprint != m->fingerprint)
         return fm_error(FM_ERR_STATE_MISMATCH, "state blob: saved from another model (fingerprint %016llx, this model %016llx)",
                         (unsigned long long)h->fingerprint, (unsigned long long)m->fingerprint);
+    if (get32(b + 76) != 0) /* reserved: refused so that a later format can give it a meaning */
+        return fm_error(FM_ERR_STATE_MISMATCH, "state blob: reserved header field is %u, not 0", get32(b + 76));
     if (h->flags & ~(FM_STATE_HAS_LOGITS | FM_STATE_RNG_SEEDED))
         return fm_error(FM_ERR_STATE_MISMATCH, "state blob: unknown flags 0x%x", h->flags);
     if (h->n_history > FM_HISTORY_MAX)

@@ -27,7 +27,7 @@ static fm_status parse_root(const char *json, size_t len, const char *name, cJSO
     if (fm_utf8_valid_prefix(json, len) != len)
         return fm_error(FM_ERR_FORMAT, "%s: not valid UTF-8 at byte %zu", name, fm_utf8_valid_prefix(json, len));
     const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
+    cJSON *root = fm_json_parse(json, len, &end);
     if (!root) {
         size_t at = end && end >= json && end <= json + len ? (size_t)(end - json) : 0;
         return fm_error(FM_ERR_FORMAT, "%s: invalid JSON near byte %zu", name, at);

@@ -121,6 +121,17 @@ typedef struct fm_ssm_args {
     float norm_eps;
 } fm_ssm_args;
 
+/* One decode step as step_begin sees it: n_seqs sequences of one row each. */
+typedef struct fm_step_desc {
+    size_t n_seqs;
+    const int32_t *tokens;   /* host memory, n_seqs validated ids */
+    float *const *states;    /* the state slot (device pointer) of each sequence */
+    /* What a captured graph is specific to besides n_seqs: the workspace buffers and flags the
+       step's ops will use. Equal keys mean the same op sequence on the same buffers. */
+    uint64_t key[12];
+    size_t n_key;
+} fm_step_desc;
+
 /* How the backend reports failures: the core passes this in at init. */
 typedef struct fm_backend_host {
     void (*set_error)(int status, const char *fmt, ...)
@@ -175,6 +186,28 @@ typedef struct fm_backend_ops {
     int (*ssm)(void *be, const fm_ssm_args *a);
     /* Wait until all submitted work has finished. */
     int (*sync)(void *be);
+
+    /* ---- Optional entries, appended in ABI 2 (never reorder). A NULL entry, or one beyond the
+       backend's struct_size (see FM_BACKEND_HAS), is absent and the core does without it. ---- */
+
+    /* Before init: the number of usable devices (>= 0), or a negative value with `why` (cap bytes)
+       saying what is missing (no driver, no device, driver too old). FM_BACKEND_AUTO picks a backend
+       that has one only when this returns > 0. */
+    int (*probe)(char *why, size_t cap);
+    /* Decode-step capture (CUDA graphs). fm_model_forward calls step_begin before a forward whose
+       sequences all have one row. With *replayed = 1 on return the backend has enqueued the whole
+       step from a graph captured earlier for the same key (logits land in the same workspace) and
+       the core issues no ops; otherwise the core issues the ops as usual and then always calls
+       step_end with their status (the backend may have recorded them). */
+    int (*step_begin)(void *be, const fm_step_desc *d, int *replayed);
+    int (*step_end)(void *be, int status);
+    /* Device memory: bytes this backend instance holds now and at most so far, and the device's
+       free and total bytes (any pointer may be NULL). */
+    int (*mem_info)(void *be, size_t *used, size_t *peak, size_t *dev_free, size_t *dev_total);
 } fm_backend_ops;
+
+/* Whether ops (of the backend's own struct_size) provides the optional entry `field`. */
+#define FM_BACKEND_HAS(ops, field)                                                                                    \
+    ((ops)->struct_size >= offsetof(fm_backend_ops, field) + sizeof((ops)->field) && (ops)->field != NULL)
 
 #endif /* FM_BACKEND_H */

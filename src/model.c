@@ -261,8 +261,8 @@ fm_status fm_workspace_reserve(const fm_model *m, fm_workspace *ws, size_t rows)
     do {                                                                                                              \
         int st_ = (call);                                                                                             \
         if (st_) {                                                                                                    \
-            free(segs);                                                                                               \
-            return (fm_status)st_;                                                                                    \
+            status = (fm_status)st_;                                                                                  \
+            goto out;                                                                                                 \
         }                                                                                                             \
     } while (0)
 
@@ -276,6 +276,31 @@ fm_status fm_model_forward(const fm_model *m, fm_workspace *ws, const int32_t *t
     if (!segs) return fm_error(FM_ERR_OUT_OF_MEMORY, "out of memory");
     const size_t d = (size_t)c->d_model, di = (size_t)c->d_inner, km1 = (size_t)(c->d_conv - 1);
     const size_t conv_floats = di * km1, ssm_floats = di * (size_t)c->d_state;
+    fm_status status = FM_OK;
+    float **states = NULL;
+    int stepping = 0; /* step_begin succeeded: step_end is owed */
+
+    /* A decode step (every sequence one row) may be captured / replayed by the backend as a whole. */
+    int decode_step = n_rows == n_seqs && FM_BACKEND_HAS(o, step_begin) && FM_BACKEND_HAS(o, step_end);
+    for (size_t i = 0; decode_step && i < n_seqs; i++) decode_step = seqs[i].n_rows == 1;
+    if (decode_step) {
+        states = malloc(n_seqs * sizeof *states);
+        if (!states) {
+            free(segs);
+            return fm_error(FM_ERR_OUT_OF_MEMORY, "out of memory");
+        }
+        for (size_t i = 0; i < n_seqs; i++) states[i] = seqs[i].state;
+        fm_step_desc sd = {n_seqs, tokens, states,
+                           {(uint64_t)n_seqs, (uint64_t)all_logits, (uint64_t)(uintptr_t)ws->x,
+                            (uint64_t)(uintptr_t)ws->h, (uint64_t)(uintptr_t)ws->xz, (uint64_t)(uintptr_t)ws->u,
+                            (uint64_t)(uintptr_t)ws->xdbl, (uint64_t)(uintptr_t)ws->y,
+                            (uint64_t)(uintptr_t)ws->logits},
+                           9};
+        int replayed = 0;
+        TRY(o->step_begin(be, &sd, &replayed));
+        if (replayed) goto out; /* the whole step is enqueued; logits land in ws->logits */
+        stepping = 1;
+    }
 
     TRY(o->embed(be, m->embed, tokens, n_rows, ws->x));
     for (int l = 0; l < c->n_layer; l++) {
@@ -316,7 +341,13 @@ fm_status fm_model_forward(const fm_model *m, fm_workspace *ws, const int32_t *t
     }
     TRY(o->rmsnorm(be, final_in, m->norm_f, out_rows, d, c->norm_eps, normed));
     TRY(o->matmul(be, m->lm_head, NULL, normed, out_rows, ws->logits, 0));
+out:
+    if (stepping) {
+        int st_end = o->step_end(be, (int)status);
+        if (status == FM_OK) status = (fm_status)st_end;
+    }
     free(segs);
-    *logits = ws->logits;
-    return FM_OK;
+    free(states);
+    if (status == FM_OK) *logits = ws->logits;
+    return status;
 }

@@ -1,0 +1,91 @@
+/* cuda_internal.h - what the CUDA backend's C host code and its kernels (.cu) share. Plain C, so
+   it is included by both sides; the host side alone includes src/backend.h. */
+#ifndef FM_CUDA_INTERNAL_H
+#define FM_CUDA_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cuda_runtime_api.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Storage types: the values of fm_dtype (backend.h). */
+enum { CU_F32 = 0, CU_F16 = 1, CU_BF16 = 2, CU_Q8_0 = 3, CU_Q4_0 = 4 };
+#define CU_QBLOCK 32
+
+/* A weight as the kernels see it. Quantized matrices keep quant.h's blocks split into two planes:
+   `data` = the quants of every row back to back (Q8_0: cols int8 per row; Q4_0: cols/2 bytes per
+   row, each block's 16 bytes in quant.h's nibble order), `scales` = the fp16 block scales
+   [rows][cols/32]. Same values as the interleaved blocks, but 16-byte aligned for 128-bit loads. */
+typedef struct cu_wview {
+    int32_t dtype;
+    int64_t rows, cols;
+    const void *data;
+    const uint16_t *scales; /* quantized only */
+} cu_wview;
+
+/* Up to CU_MAX_SEGS segments per kernel launch, passed by value. With `bases` (a device array, in
+   captured decode graphs) segment i's state pointers are bases[first + i] + conv_off / + ssm_off,
+   so a graph replays on whatever slots were uploaded before it; otherwise conv[i] / ssm[i]. */
+#define CU_MAX_SEGS 64
+typedef struct cu_segtab {
+    int32_t n;
+    int32_t first;
+    int32_t row0[CU_MAX_SEGS];
+    int32_t nrows[CU_MAX_SEGS];
+    float *conv[CU_MAX_SEGS];
+    float *ssm[CU_MAX_SEGS];
+    float *const *bases;
+    int64_t conv_off, ssm_off;
+} cu_segtab;
+
+/* Tokens passed by value to the embedding kernel (eager mode); in graphs they come from a device array. */
+#define CU_MAX_TOK_PARAM 512
+
+/* Kernel launchers (cuda/k_*.cu). Each enqueues on stream and returns cudaGetLastError(). */
+cudaError_t cuk_embed(cudaStream_t s, cu_wview E, const int32_t *tok_host, const int32_t *tok_dev, int n, float *x);
+cudaError_t cuk_rmsnorm(cudaStream_t s, const float *x, const float *w, int n, int d, float eps, float *y);
+cudaError_t cuk_add_bias(cudaStream_t s, float *y, const float *b, int n, int rows);
+/* Convert rows of a source matrix (device, src_dtype F32/F16/BF16) into w's storage, rows
+   [row0, row0 + nrows); the quantized types round exactly as quant.h. */
+cudaError_t cuk_convert(cudaStream_t s, const void *src, int src_dtype, cu_wview w, int64_t row0, int64_t nrows);
+/* x (fp32, n*cols) -> half type (CU_BF16 or CU_F16) hi, and (if lo) the remainder x - hi. */
+cudaError_t cuk_to_half(cudaStream_t s, const float *x, size_t count, int dtype, void *hi, void *lo);
+/* Rows [row0, row0 + nrows) of w widened to out_dtype (CU_BF16, CU_F16 or CU_F32) into out. */
+cudaError_t cuk_dequant(cudaStream_t s, cu_wview w, int64_t row0, int64_t nrows, int out_dtype, void *out);
+
+/* y[n][rows] (+)= x[n][cols] W^T + b for n <= CU_GEMV_MAX_N, fp32 activations. */
+#define CU_GEMV_MAX_N 8
+cudaError_t cuk_gemv(cudaStream_t s, cu_wview W, const float *b, const float *x, int n, float *y, int accumulate,
+                     int sm_count);
+
+/* conv1d. decode: every segment has one row (fused output + state shift); else outputs then state. */
+cudaError_t cuk_conv(cudaStream_t s, const cu_segtab *t, int decode, int total_rows, const float *in, size_t ld_in,
+                     float *out, const float *w, const float *b, int di, int K);
+
+/* ssm decode: every segment one row; the whole step in one kernel. */
+typedef struct cu_ssm_params {
+    const float *xdbl, *u, *z;
+    size_t ld_z;
+    float *y;
+    cu_wview dt_w;
+    const float *dt_b, *A, *D;
+    int32_t di, N, R, norm;
+    float eps;
+} cu_ssm_params;
+cudaError_t cuk_ssm_decode(cudaStream_t s, const cu_segtab *t, const cu_ssm_params *p);
+/* ssm prefill, in three steps: dt/B/C norms (dtn [rows][R], bc [rows][2N]); then the caller's
+   delta = dt_proj(dtn) + dt_b; then the scan over each segment's rows, fp32 state. */
+cudaError_t cuk_ssm_norm(cudaStream_t s, const float *xdbl, int rows, int R, int N, int norm, float eps, float *dtn,
+                         float *bc);
+cudaError_t cuk_ssm_scan(cudaStream_t s, const cu_segtab *t, const cu_ssm_params *p, const float *delta,
+                         const float *bc);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

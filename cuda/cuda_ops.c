@@ -1,0 +1,216 @@
+/* cuda_ops.c - the ops of the vtable on a context's stream: dispatch to the kernels (k_*.cu) and
+   cuBLAS. Matrix products: n <= 8 rows -> our GEMV (fp32 activations, any storage type); more ->
+   cuBLAS: f32 weights through sgemm (fp32, TF32 off), f16/bf16 weights through GemmEx on activations
+   narrowed to the weights' type (FM_CUDA_EXACT=1: weights widened to fp32 and sgemm instead),
+   quantized weights dequantized to bf16 a chunk of rows at a time, then GemmEx. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda_backend.h"
+
+#define MM_CHUNK_BYTES (64u << 20) /* dequantized weight rows per cuBLAS call */
+
+static int done(cu_backend *be, cudaError_t e, const char *what) {
+    int st = cu_err(be, e, what);
+    cu_leave(be);
+    return st;
+}
+
+/* The staging buffers are only for loading: gone once the model runs. */
+static void first_op(cu_backend *be) {
+    if (be->stage_bytes && !be->capturing) cu_staging_release(be);
+}
+
+int cu_embed(void *vbe, const fm_weight *E, const int32_t *tokens, size_t n, float *x) {
+    cu_backend *be = vbe;
+    int st = cu_enter(be);
+    if (st) return st;
+    first_op(be);
+    if (E->v.dtype != CU_F32 && E->v.dtype != CU_F16 && E->v.dtype != CU_BF16) {
+        cu_leave(be);
+        return cu_fail(be, FM_BE_ERR_INVALID_ARGUMENT, "cuda backend: the embedding must be f32, f16 or bf16");
+    }
+    /* In a capture the tokens come from the device copy step_begin uploaded. */
+    const int32_t *dev = be->capturing ? be->step_tok_dev : NULL;
+    return done(be, cuk_embed(be->stream, E->v, tokens, dev, (int)n, x), "embed");
+}
+
+int cu_rmsnorm(void *vbe, const float *x, const fm_weight *w, size_t n, size_t d, float eps, float *y) {
+    cu_backend *be = vbe;
+    int st = cu_enter(be);
+    if (st) return st;
+    return done(be, cuk_rmsnorm(be->stream, x, w ? (const float *)w->v.data : NULL, (int)n, (int)d, eps, y), "rmsnorm");
+}
+
+int cu_reserve_rows(cu_backend *be, size_t rows, size_t max_cols) {
+    /* narrowed activations (hi + lo) for rows x max_cols; a dequantized chunk */
+    size_t mm = 2 * rows * max_cols * 2 + MM_CHUNK_BYTES + 256;
+    return cu_reserve(be, &be->mm_scratch, &be->mm_scratch_bytes, mm, "matmul scratch");
+}
+
+static cudaDataType_t half_type(int dtype) { return dtype == CU_F16 ? CUDA_R_16F : CUDA_R_16BF; }
+
+/* y[n][m] (+)= x[n][k] A^T with A = [m][k] row-major of type at; x already of type at. */
+static int gemm(cu_backend *be, const void *A, cudaDataType_t at, const void *x, int m, int n, int k, float *y,
+                int ldy, float beta) {
+    const float alpha = 1.0f;
+    cublasStatus_t s;
+    if (at == CUDA_R_32F)
+        s = cublasSgemm(be->blas, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &alpha, A, k, x, k, &beta, y, ldy);
+    else
+        s = cublasGemmEx(be->blas, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &alpha, A, at, k, x, at, k, &beta, y, CUDA_R_32F,
+                         ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    return cu_blas_err(be, s, "matmul (cuBLAS)");
+}
+
+int cu_matmul_locked(cu_backend *be, const fm_weight *W, const float *bias, const float *x, size_t n, float *y,
+                     int accumulate) {
+    const cu_wview *v = &W->v;
+    if (n == 0) return FM_BE_OK;
+    if (n <= CU_GEMV_MAX_N)
+        return cu_err(be, cuk_gemv(be->stream, *v, bias, x, (int)n, y, accumulate, be->sm_count), "matmul (gemv)");
+    const int m = (int)v->rows, k = (int)v->cols;
+    int st;
+    if (v->dtype == CU_F32) {
+        st = gemm(be, v->data, CUDA_R_32F, x, m, (int)n, k, y, m, accumulate ? 1.0f : 0.0f);
+    } else if (be->exact || v->dtype == CU_Q8_0 || v->dtype == CU_Q4_0) {
+        /* dequantize / widen chunks of rows, then a product per chunk */
+        const int wide = be->exact;
+        const int out_t = wide ? CU_F32 : CU_BF16;
+        const size_t esz = wide ? 4 : 2;
+        size_t act = wide ? 0 : n * (size_t)k * 2;
+        if ((st = cu_reserve(be, &be->mm_scratch, &be->mm_scratch_bytes, act + MM_CHUNK_BYTES + 256, "matmul scratch")))
+            return st;
+        const void *xa = x;
+        if (!wide) {
+            if ((st = cu_err(be, cuk_to_half(be->stream, x, n * (size_t)k, CU_BF16, be->mm_scratch, NULL), "matmul")))
+                return st;
+            xa = be->mm_scratch;
+        }
+        char *chunk = (char *)be->mm_scratch + ((act + 255) / 256) * 256;
+        size_t per = MM_CHUNK_BYTES / ((size_t)k * esz);
+        if (per < 1) per = 1;
+        for (size_t r0 = 0; r0 < (size_t)m; r0 += per) {
+            size_t nr = (size_t)m - r0 < per ? (size_t)m - r0 : per;
+            if ((st = cu_err(be, cuk_dequant(be->stream, *v, (int64_t)r0, (int64_t)nr, out_t, chunk), "dequantize")))
+                return st;
+            if ((st = gemm(be, chunk, wide ? CUDA_R_32F : CUDA_R_16BF, xa, (int)nr, (int)n, k, y + r0, m,
+                           accumulate ? 1.0f : 0.0f)))
+                return st;
+        }
+    } else {
+        const size_t cnt = n * (size_t)k;
+        if ((st = cu_reserve(be, &be->mm_scratch, &be->mm_scratch_bytes, cnt * 2 + 256, "matmul scratch"))) return st;
+        if ((st = cu_err(be, cuk_to_half(be->stream, x, cnt, v->dtype, be->mm_scratch, NULL), "matmul"))) return st;
+        st = gemm(be, v->data, half_type(v->dtype), be->mm_scratch, m, (int)n, k, y, m, accumulate ? 1.0f : 0.0f);
+    }
+    if (st == FM_BE_OK && bias) st = cu_err(be, cuk_add_bias(be->stream, y, bias, (int)n, m), "matmul bias");
+    return st;
+}
+
+int cu_matmul(void *vbe, const fm_weight *W, const fm_weight *b, const float *x, size_t n, float *y, int accumulate) {
+    cu_backend *be = vbe;
+    int st = cu_enter(be);
+    if (st) return st;
+    st = cu_matmul_locked(be, W, b ? (const float *)b->v.data : NULL, x, n, y, accumulate);
+    cu_leave(be);
+    return st;
+}
+
+/* Fill a launch table with segments [s0, s0 + cnt). In a capture the state pointers become offsets
+   from the step's slot bases (the same offset for every sequence: the slot layout is uniform). */
+static int segtab(cu_backend *be, const fm_segment *segs, size_t s0, size_t cnt, cu_segtab *t) {
+    memset(t, 0, offsetof(cu_segtab, row0));
+    t->n = (int32_t)cnt;
+    t->first = (int32_t)s0;
+    for (size_t i = 0; i < cnt; i++) {
+        const fm_segment *sg = &segs[s0 + i];
+        t->row0[i] = sg->row0;
+        t->nrows[i] = sg->n_rows;
+        t->conv[i] = sg->conv_state;
+        t->ssm[i] = sg->ssm_state;
+    }
+    t->bases = NULL;
+    t->conv_off = t->ssm_off = 0;
+    if (be->capturing) {
+        if (s0 + cnt > be->cap_n) return cu_fail(be, FM_BE_ERR_INTERNAL, "cuda backend: capture: more segments than sequences");
+        float *b0 = be->cap_states[s0];
+        t->bases = be->step_bases_dev;
+        t->conv_off = segs[s0].conv_state - b0;
+        t->ssm_off = segs[s0].ssm_state - b0;
+        for (size_t i = 0; i < cnt; i++) {
+            float *b = be->cap_states[s0 + i];
+            if (segs[s0 + i].conv_state - b != t->conv_off || segs[s0 + i].ssm_state - b != t->ssm_off)
+                return cu_fail(be, FM_BE_ERR_INTERNAL, "cuda backend: capture: state pointers outside their slots");
+        }
+    }
+    return FM_BE_OK;
+}
+
+static int all_single(const fm_segment *segs, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (segs[i].n_rows != 1) return 0;
+    return 1;
+}
+
+int cu_conv1d(void *vbe, const fm_conv_args *a) {
+    cu_backend *be = vbe;
+    int st = cu_enter(be);
+    if (st) return st;
+    const int decode = all_single(a->segs, a->n_segs);
+    cu_segtab t;
+    for (size_t s0 = 0; st == FM_BE_OK && s0 < a->n_segs; s0 += CU_MAX_SEGS) {
+        size_t cnt = a->n_segs - s0 < CU_MAX_SEGS ? a->n_segs - s0 : CU_MAX_SEGS;
+        if ((st = segtab(be, a->segs, s0, cnt, &t))) break;
+        st = cu_err(be,
+                    cuk_conv(be->stream, &t, decode, 0, a->in, a->ld_in, a->out, a->w->v.data,
+                             a->b ? (const float *)a->b->v.data : NULL, a->d_inner, a->d_conv),
+                    "conv1d");
+    }
+    cu_leave(be);
+    return st;
+}
+
+int cu_ssm(void *vbe, const fm_ssm_args *a) {
+    cu_backend *be = vbe;
+    int st = cu_enter(be);
+    if (st) return st;
+    if (a->d_state > 64) {
+        cu_leave(be);
+        return cu_fail(be, FM_BE_ERR_INVALID_ARGUMENT, "cuda backend: d_state %d > 64 is not supported", a->d_state);
+    }
+    cu_ssm_params p = {a->xdbl, a->u, a->z, a->ld_z, a->y, a->dt_w->v, (const float *)a->dt_b->v.data,
+                       (const float *)a->A->v.data, (const float *)a->D->v.data, a->d_inner, a->d_state,
+                       a->dt_rank, a->norm_dt_b_c, a->norm_eps};
+    cu_segtab t;
+    if (all_single(a->segs, a->n_segs)) {
+        for (size_t s0 = 0; st == FM_BE_OK && s0 < a->n_segs; s0 += CU_MAX_SEGS) {
+            size_t cnt = a->n_segs - s0 < CU_MAX_SEGS ? a->n_segs - s0 : CU_MAX_SEGS;
+            if ((st = segtab(be, a->segs, s0, cnt, &t))) break;
+            st = cu_err(be, cuk_ssm_decode(be->stream, &t, &p), "ssm (decode)");
+        }
+        cu_leave(be);
+        return st;
+    }
+    size_t rows = 0;
+    for (size_t s = 0; s < a->n_segs; s++) rows += (size_t)a->segs[s].n_rows;
+    const size_t R = (size_t)a->dt_rank, N = (size_t)a->d_state, di = (size_t)a->d_inner;
+    size_t off_bc = ((rows * R * 4 + 255) / 256) * 256, off_delta = off_bc + ((rows * 2 * N * 4 + 255) / 256) * 256;
+    size_t need = off_delta + rows * di * 4;
+    if ((st = cu_reserve(be, &be->ssm_scratch, &be->ssm_scratch_bytes, need, "ssm scratch"))) {
+        cu_leave(be);
+        return st;
+    }
+    float *dtn = be->ssm_scratch, *bc = (float *)((char *)be->ssm_scratch + off_bc),
+          *delta = (float *)((char *)be->ssm_scratch + off_delta);
+    st = cu_err(be, cuk_ssm_norm(be->stream, a->xdbl, (int)rows, (int)R, (int)N, a->norm_dt_b_c, a->norm_eps, dtn, bc),
+                "ssm (norms)");
+    if (!st) st = cu_matmul_locked(be, a->dt_w, (const float *)a->dt_b->v.data, dtn, rows, delta, 0);
+    for (size_t s0 = 0; st == FM_BE_OK && s0 < a->n_segs; s0 += CU_MAX_SEGS) {
+        size_t cnt = a->n_segs - s0 < CU_MAX_SEGS ? a->n_segs - s0 : CU_MAX_SEGS;
+        if ((st = segtab(be, a->segs, s0, cnt, &t))) break;
+        st = cu_err(be, cuk_ssm_scan(be->stream, &t, &p, delta, bc), "ssm (scan)");
+    }
+    cu_leave(be);
+    return st;
+}

@@ -14,9 +14,14 @@ struct fm_weight {
     int owned;
 };
 
+struct cpu_pool;
+struct cpu_kernels;
+
 typedef struct cpu_backend {
     const fm_backend_host *host;
     int32_t n_threads;
+    struct cpu_pool *pool;
+    const struct cpu_kernels *k; /* the kernel table for this CPU (cpu_dispatch.c) */
 } cpu_backend;
 
 #define CPU_ERR(be, status, ...) ((be)->host->set_error((status), __VA_ARGS__), (status))
@@ -27,6 +32,11 @@ void *cpu_aligned_alloc(size_t bytes);
 
 /* Convert cols elements of row r of W to fp32. */
 void cpu_weight_row_f32(const fm_weight *W, int64_t r, float *dst);
+
+/* The reference matrix product (widen + OpenBLAS sgemm or plain loops): the oracle, and the path
+   for many rows where the kernel table has no GEMM. */
+int cpu_matmul_reference(cpu_backend *be, const fm_weight *W, const fm_weight *b, const float *x, size_t n, float *y,
+                         int accumulate);
 
 int cpu_matmul(void *be, const fm_weight *W, const fm_weight *b, const float *x, size_t n, float *y, int accumulate);
 int cpu_embed(void *be, const fm_weight *E, const int32_t *tokens, size_t n, float *x);

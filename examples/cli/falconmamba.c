@@ -1,10 +1,11 @@
-/* falconmamba - the command-line tool: generate, chat, info, perplexity. Uses only the public API.
+/* falconmamba - the command-line tool: generate, chat, info, perplexity, bench. Uses only the public API.
  *
  *   falconmamba generate -m DIR -p TEXT [-n N] [sampling options] [--threads N] [--backend cpu|cuda]
  *                        [--weights f32|bf16|f16|q8_0|q4_0]
  *   falconmamba chat -m DIR [--system TEXT] [sampling options]
  *   falconmamba info -m DIR
  *   falconmamba perplexity -m DIR -f FILE [--chunk N]
+ *   falconmamba bench -m DIR [-p 512] [-n 128] [-b 1,8] [-r 3] [--json]   (bench.c)
  */
 #include <falconmamba.h>
 #include <math.h>
@@ -14,6 +15,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "bench.h"
 
 typedef struct options {
     const char *model, *prompt, *file, *system;
@@ -59,7 +62,8 @@ static void usage(const char *cmd) {
                "  generate    continue a prompt\n"
                "  chat        interactive chat using the model's chat template\n"
                "  info        model configuration, parameter count, memory\n"
-               "  perplexity  perplexity of a text file\n\n"
+               "  perplexity  perplexity of a text file\n"
+               "  bench       prefill and decode speed against the measured memory bandwidth\n\n"
                "falconmamba COMMAND --help shows the options of a command.\n");
     } else if (!strcmp(cmd, "generate")) {
         printf("usage: falconmamba generate -m DIR -p TEXT [-n N] [options]\n\n"
@@ -513,6 +517,7 @@ int main(int argc, char **argv) {
         return argc < 2 ? 1 : 0;
     }
     const char *cmd = argv[1];
+    if (!strcmp(cmd, "bench")) return falconmamba_bench(argc, argv);
     options o = {0};
     fm_context_params_init(&o.cp);
     fm_sampler_params_init(&o.sp);
@@ -529,7 +534,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(cmd, "info")) run = cmd_info;
     else if (!strcmp(cmd, "perplexity")) run = cmd_perplexity;
     else {
-        fprintf(stderr, "falconmamba: unknown command '%s' (generate, chat, info, perplexity)\n", cmd);
+        fprintf(stderr, "falconmamba: unknown command '%s' (generate, chat, info, perplexity, bench)\n", cmd);
         return 1;
     }
     int p = parse(argc, argv, cmd, &o);

@@ -1,0 +1,145 @@
+/* cpu_pool.c - see cpu_pool.h. One generation counter under a mutex wakes the workers for a job;
+   a counter of finished workers wakes the caller. */
+#define _GNU_SOURCE /* sched_getaffinity */
+#include "cpu_pool.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+
+struct cpu_pool {
+    int n_threads;
+    pthread_t *threads;
+    int n_started;
+    pthread_mutex_t run_lock; /* held by the caller of the job in flight */
+    pthread_mutex_t mu;
+    pthread_cond_t wake, done;
+    unsigned long generation;
+    int n_done, stop;
+    /* the job */
+    size_t n, grain;
+    cpu_task_fn fn;
+    void *ctx;
+};
+
+typedef struct worker_arg {
+    cpu_pool *pool;
+    int tid;
+} worker_arg;
+
+/* Thread tid's share of the job: contiguous, grain-aligned. */
+static void share(const cpu_pool *p, int tid, size_t *b, size_t *e) {
+    size_t units = (p->n + p->grain - 1) / p->grain;
+    size_t per = units / (size_t)p->n_threads, extra = units % (size_t)p->n_threads;
+    size_t t = (size_t)tid;
+    size_t u0 = t * per + (t < extra ? t : extra);
+    size_t u1 = u0 + per + (t < extra ? 1 : 0);
+    *b = u0 * p->grain < p->n ? u0 * p->grain : p->n;
+    *e = u1 * p->grain < p->n ? u1 * p->grain : p->n;
+}
+
+static void *worker_main(void *v) {
+    worker_arg *a = v;
+    cpu_pool *p = a->pool;
+    const int tid = a->tid;
+    free(a);
+    unsigned long seen = 0;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (p->generation == seen && !p->stop) pthread_cond_wait(&p->wake, &p->mu);
+        if (p->stop) break;
+        seen = p->generation;
+        pthread_mutex_unlock(&p->mu);
+        size_t b, e;
+        share(p, tid, &b, &e);
+        if (b < e) p->fn(p->ctx, b, e, tid);
+        pthread_mutex_lock(&p->mu);
+        if (++p->n_done == p->n_threads - 1) pthread_cond_signal(&p->done);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+int cpu_pool_default_threads(void) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) {
+        int n = CPU_COUNT(&set);
+        if (n > 0) return n;
+    }
+    return 1;
+}
+
+int cpu_pool_threads(const cpu_pool *p) { return p->n_threads; }
+
+void cpu_pool_destroy(cpu_pool *p) {
+    if (!p) return;
+    pthread_mutex_lock(&p->mu);
+    p->stop = 1;
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < p->n_started; i++) pthread_join(p->threads[i], NULL);
+    pthread_cond_destroy(&p->wake);
+    pthread_cond_destroy(&p->done);
+    pthread_mutex_destroy(&p->mu);
+    pthread_mutex_destroy(&p->run_lock);
+    free(p->threads);
+    free(p);
+}
+
+int cpu_pool_create(int n_threads, cpu_pool **out) {
+    cpu_pool *p = calloc(1, sizeof *p);
+    if (!p) return -1;
+    p->n_threads = n_threads < 1 ? 1 : n_threads;
+    pthread_mutex_init(&p->run_lock, NULL);
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->wake, NULL);
+    pthread_cond_init(&p->done, NULL);
+    if (p->n_threads > 1) {
+        p->threads = calloc((size_t)p->n_threads - 1, sizeof *p->threads);
+        if (!p->threads) {
+            cpu_pool_destroy(p);
+            return -1;
+        }
+    }
+    for (int i = 1; i < p->n_threads; i++) {
+        worker_arg *a = malloc(sizeof *a);
+        if (a) {
+            a->pool = p;
+            a->tid = i;
+        }
+        if (!a || pthread_create(&p->threads[i - 1], NULL, worker_main, a) != 0) {
+            free(a);
+            cpu_pool_destroy(p);
+            return -1;
+        }
+        p->n_started++;
+    }
+    *out = p;
+    return 0;
+}
+
+void cpu_pool_run(cpu_pool *p, size_t n, size_t grain, cpu_task_fn fn, void *ctx) {
+    if (n == 0) return;
+    if (grain == 0) grain = 1;
+    /* Inline when alone, when there is at most one grain of work, or when another caller has the pool. */
+    if (p->n_threads == 1 || n <= grain || pthread_mutex_trylock(&p->run_lock) != 0) {
+        fn(ctx, 0, n, 0);
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    p->n = n;
+    p->grain = grain;
+    p->fn = fn;
+    p->ctx = ctx;
+    p->n_done = 0;
+    p->generation++;
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->mu);
+    size_t b, e;
+    share(p, 0, &b, &e);
+    if (b < e) fn(ctx, b, e, 0);
+    pthread_mutex_lock(&p->mu);
+    while (p->n_done < p->n_threads - 1) pthread_cond_wait(&p->done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+    pthread_mutex_unlock(&p->run_lock);
+}

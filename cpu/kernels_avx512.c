@@ -1,0 +1,349 @@
+/* kernels_avx512.c - AVX-512 (F/BW/VL/DQ + VNNI) kernels. Compiled with those -m flags for this
+   file only; cpu_dispatch.c calls into it only after cpuid says the CPU and OS support them.
+   Float activations stay fp32 against widened weights (bf16 by a shift, f16 by vcvtph2ps), so these
+   match the reference path to rounding; Q8_0/Q4_0 use int8 activations and VNNI integer dots. */
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "cpu_kernels.h"
+
+#define AINLINE static inline __attribute__((always_inline))
+
+/* ---- float-weight GEMV -------------------------------------------------------------------------- */
+
+AINLINE __m512 load16_bf16(const unsigned char *p, __mmask16 m) {
+    __m256i h = _mm256_maskz_loadu_epi16(m, p);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+AINLINE __m512 load16_f16(const unsigned char *p, __mmask16 m) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+}
+AINLINE __m512 load16_f32(const unsigned char *p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
+
+AINLINE void finish(const cpu_gemv_args *a, size_t i, size_t j, float v) {
+    float *o = a->y + i * a->ldy + j;
+    if (a->bias) v += a->bias[j];
+    *o = a->accumulate ? *o + v : v;
+}
+
+/* One weight row against NR activation rows, two accumulators each (K unrolled by 32). */
+#define DEF_FLOAT_ROWS(SUFFIX, ESZ)                                                                              \
+    AINLINE void rows_##SUFFIX(const unsigned char *w, const float *x, size_t K, const int NR, float *out) {    \
+        __m512 acc[4][2];                                                                                        \
+        for (int r = 0; r < NR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();                               \
+        size_t k = 0;                                                                                            \
+        for (; k + 32 <= K; k += 32) {                                                                           \
+            __m512 w0 = load16_##SUFFIX(w + ESZ * k, 0xffff), w1 = load16_##SUFFIX(w + ESZ * (k + 16), 0xffff); \
+            for (int r = 0; r < NR; r++) {                                                                       \
+                acc[r][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + r * K + k), acc[r][0]);                    \
+                acc[r][1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + r * K + k + 16), acc[r][1]);               \
+            }                                                                                                    \
+        }                                                                                                        \
+        for (; k < K; k += 16) {                                                                                 \
+            __mmask16 m = K - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (K - k)) - 1);                    \
+            __m512 w0 = load16_##SUFFIX(w + ESZ * k, m);                                                         \
+            for (int r = 0; r < NR; r++)                                                                         \
+                acc[r][0] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m, x + r * K + k), acc[r][0]);           \
+        }                                                                                                        \
+        for (int r = 0; r < NR; r++) out[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]));       \
+    }                                                                                                            \
+    static void gemv_##SUFFIX(const cpu_gemv_args *a) {                                                          \
+        const size_t K = (size_t)a->W->cols;                                                                     \
+        float out[4];                                                                                            \
+        for (size_t j = a->j0; j < a->j1; j++) {                                                                 \
+            const unsigned char *w = (const unsigned char *)a->W->data + j * a->W->row_bytes;                    \
+            for (size_t i = 0; i < a->n; i += 4) {                                                               \
+                const float *x = a->x + i * K;                                                                   \
+                size_t nr = a->n - i < 4 ? a->n - i : 4;                                                         \
+                switch (nr) {                                                                                    \
+                case 1: rows_##SUFFIX(w, x, K, 1, out); break;                                                   \
+                case 2: rows_##SUFFIX(w, x, K, 2, out); break;                                                   \
+                case 3: rows_##SUFFIX(w, x, K, 3, out); break;                                                   \
+                default: rows_##SUFFIX(w, x, K, 4, out); break;                                                  \
+                }                                                                                                \
+                for (size_t r = 0; r < nr; r++) finish(a, i + r, j, out[r]);                                     \
+            }                                                                                                    \
+        }                                                                                                        \
+    }
+
+DEF_FLOAT_ROWS(f32, 4)
+DEF_FLOAT_ROWS(bf16, 2)
+DEF_FLOAT_ROWS(f16, 2)
+
+/* ---- quantized GEMV: two blocks per 512-bit VNNI dot ---------------------------------------------- */
+
+AINLINE __m512i xq_pair(const cpu_xblock *x) { /* q of blocks b and b+1 side by side */
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)x[0].q)),
+                              _mm256_loadu_si256((const __m256i *)x[1].q), 1);
+}
+AINLINE __m512 scale_pair(float s0, float s1) {
+    return _mm512_insertf32x8(_mm512_set1_ps(s0), _mm256_set1_ps(s1), 1);
+}
+
+/* Q8_0: |w| (unsigned) . x*sign(w) with vpdpbusd; no offset to correct. */
+AINLINE void rows_q8_0(const fm_block_q8_0 *w, const cpu_xblock *x, size_t nb, const int NR, float *out) {
+    __m512 acc[CPU_GEMV_MAX_ROWS];
+    float tail[CPU_GEMV_MAX_ROWS] = {0};
+    for (int r = 0; r < NR; r++) acc[r] = _mm512_setzero_ps();
+    size_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        __m512i wq = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)w[b].q)),
+                                        _mm256_loadu_si256((const __m256i *)w[b + 1].q), 1);
+        __mmask64 neg = _mm512_movepi8_mask(wq);
+        __m512i wabs = _mm512_abs_epi8(wq);
+        const float d0 = _cvtsh_ss(w[b].d), d1 = _cvtsh_ss(w[b + 1].d);
+        for (int r = 0; r < NR; r++) {
+            const cpu_xblock *xr = x + (size_t)r * nb + b;
+            __m512i xv = xq_pair(xr);
+            xv = _mm512_mask_sub_epi8(xv, neg, _mm512_setzero_si512(), xv);
+            __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wabs, xv);
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale_pair(d0 * xr[0].d, d1 * xr[1].d), acc[r]);
+        }
+    }
+    for (; b < nb; b++) /* an odd last block */
+        for (int r = 0; r < NR; r++) {
+            const cpu_xblock *xr = x + (size_t)r * nb + b;
+            int32_t dot = 0;
+            for (int l = 0; l < FM_QBLOCK; l++) dot += (int32_t)w[b].q[l] * xr->q[l];
+            tail[r] += _cvtsh_ss(w[b].d) * xr->d * (float)dot;
+        }
+    for (int r = 0; r < NR; r++) out[r] = _mm512_reduce_add_ps(acc[r]) + tail[r];
+}
+
+/* Q4_0: nibbles (unsigned 0..15) . x with vpdpbusd, minus 8 * sum(x) per block. */
+AINLINE __m256i unpack_q4(const fm_block_q4_0 *w) {
+    __m128i qs = _mm_loadu_si128((const __m128i *)w->qs), m4 = _mm_set1_epi8(0x0f);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(qs, 4), m4), _mm_and_si128(qs, m4));
+}
+AINLINE void rows_q4_0(const fm_block_q4_0 *w, const cpu_xblock *x, size_t nb, const int NR, float *out) {
+    __m512 acc[CPU_GEMV_MAX_ROWS];
+    float corr[CPU_GEMV_MAX_ROWS] = {0};
+    for (int r = 0; r < NR; r++) acc[r] = _mm512_setzero_ps();
+    size_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        __m512i wq = _mm512_inserti64x4(_mm512_castsi256_si512(unpack_q4(w + b)), unpack_q4(w + b + 1), 1);
+        const float d0 = _cvtsh_ss(w[b].d), d1 = _cvtsh_ss(w[b + 1].d);
+        for (int r = 0; r < NR; r++) {
+            const cpu_xblock *xr = x + (size_t)r * nb + b;
+            __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq, xq_pair(xr));
+            const float s0 = d0 * xr[0].d, s1 = d1 * xr[1].d;
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale_pair(s0, s1), acc[r]);
+            corr[r] += s0 * (float)(8 * xr[0].sum) + s1 * (float)(8 * xr[1].sum);
+        }
+    }
+    for (; b < nb; b++)
+        for (int r = 0; r < NR; r++) {
+            const cpu_xblock *xr = x + (size_t)r * nb + b;
+            int32_t dot = 0;
+            for (int l = 0; l < FM_QBLOCK / 2; l++)
+                dot += (int32_t)(w[b].qs[l] & 0x0f) * xr->q[l] + (int32_t)(w[b].qs[l] >> 4) * xr->q[l + 16];
+            corr[r] -= _cvtsh_ss(w[b].d) * xr->d * (float)dot;
+            corr[r] += _cvtsh_ss(w[b].d) * xr->d * (float)(8 * xr->sum);
+        }
+    for (int r = 0; r < NR; r++) out[r] = _mm512_reduce_add_ps(acc[r]) - corr[r];
+}
+
+#define DEF_QUANT_GEMV(SUFFIX, BLOCK)                                                                           \
+    static void gemv_##SUFFIX(const cpu_gemv_args *a) {                                                         \
+        const size_t nb = (size_t)a->W->cols / FM_QBLOCK;                                                       \
+        float out[CPU_GEMV_MAX_ROWS];                                                                           \
+        for (size_t j = a->j0; j < a->j1; j++) {                                                                \
+            const BLOCK *w = (const BLOCK *)((const unsigned char *)a->W->data + j * a->W->row_bytes);          \
+            for (size_t i = 0; i < a->n; i += 4) {                                                              \
+                const cpu_xblock *x = a->xq + i * nb;                                                           \
+                size_t nr = a->n - i < 4 ? a->n - i : 4;                                                        \
+                switch (nr) {                                                                                   \
+                case 1: rows_##SUFFIX(w, x, nb, 1, out); break;                                                 \
+                case 2: rows_##SUFFIX(w, x, nb, 2, out); break;                                                 \
+                case 3: rows_##SUFFIX(w, x, nb, 3, out); break;                                                 \
+                default: rows_##SUFFIX(w, x, nb, 4, out); break;                                                \
+                }                                                                                               \
+                for (size_t r = 0; r < nr; r++) finish(a, i + r, j, out[r]);                                    \
+            }                                                                                                   \
+        }                                                                                                       \
+    }
+
+DEF_QUANT_GEMV(q8_0, fm_block_q8_0)
+DEF_QUANT_GEMV(q4_0, fm_block_q4_0)
+
+static void quantize_x(const float *x, size_t K, cpu_xblock *out) {
+    const __m512 sign = _mm512_set1_ps(-0.0f);
+    for (size_t b = 0; b < K / FM_QBLOCK; b++) {
+        __m512 v0 = _mm512_loadu_ps(x + b * FM_QBLOCK), v1 = _mm512_loadu_ps(x + b * FM_QBLOCK + 16);
+        __m512 m = _mm512_max_ps(_mm512_andnot_ps(sign, v0), _mm512_andnot_ps(sign, v1));
+        const float amax = _mm512_reduce_max_ps(m);
+        const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        /* roundf = round half away from zero: trunc(v + copysign(0.5, v)), as in the scalar table */
+        __m512 s0 = _mm512_mul_ps(v0, _mm512_set1_ps(id)), s1 = _mm512_mul_ps(v1, _mm512_set1_ps(id));
+        __m512 h = _mm512_set1_ps(0.5f);
+        s0 = _mm512_add_ps(s0, _mm512_or_ps(_mm512_and_ps(s0, sign), h));
+        s1 = _mm512_add_ps(s1, _mm512_or_ps(_mm512_and_ps(s1, sign), h));
+        __m512i q0 = _mm512_cvttps_epi32(s0), q1 = _mm512_cvttps_epi32(s1);
+        _mm_storeu_si128((__m128i *)out[b].q, _mm512_cvtepi32_epi8(q0));
+        _mm_storeu_si128((__m128i *)(out[b].q + 16), _mm512_cvtepi32_epi8(q1));
+        out[b].d = d;
+        out[b].sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+    }
+}
+
+/* ---- panel-packed GEMM for prefill ----------------------------------------------------------------- */
+
+/* MR activation rows x 32 output columns, accumulated over kb values of k. */
+AINLINE void micro(const float *panel, size_t kb, const float *x, size_t ldx, float *c, size_t ldc, __mmask16 m0,
+                   __mmask16 m1, int load_c, const float *bias, const int MR) {
+    __m512 acc[8][2];
+    for (int r = 0; r < MR; r++) {
+        acc[r][0] = load_c ? _mm512_maskz_loadu_ps(m0, c + r * ldc) : _mm512_setzero_ps();
+        acc[r][1] = load_c ? _mm512_maskz_loadu_ps(m1, c + r * ldc + 16) : _mm512_setzero_ps();
+    }
+    for (size_t k = 0; k < kb; k++) {
+        __m512 w0 = _mm512_load_ps(panel + k * CPU_GEMM_NB), w1 = _mm512_load_ps(panel + k * CPU_GEMM_NB + 16);
+        for (int r = 0; r < MR; r++) {
+            __m512 xb = _mm512_set1_ps(x[r * ldx + k]);
+            acc[r][0] = _mm512_fmadd_ps(xb, w0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(xb, w1, acc[r][1]);
+        }
+    }
+    if (bias) {
+        __m512 b0 = _mm512_maskz_loadu_ps(m0, bias), b1 = _mm512_maskz_loadu_ps(m1, bias + 16);
+        for (int r = 0; r < MR; r++) {
+            acc[r][0] = _mm512_add_ps(acc[r][0], b0);
+            acc[r][1] = _mm512_add_ps(acc[r][1], b1);
+        }
+    }
+    for (int r = 0; r < MR; r++) {
+        _mm512_mask_storeu_ps(c + r * ldc, m0, acc[r][0]);
+        _mm512_mask_storeu_ps(c + r * ldc + 16, m1, acc[r][1]);
+    }
+}
+
+static void gemm(const cpu_gemv_args *a, float *scratch) {
+    const fm_weight *W = a->W;
+    const size_t K = (size_t)W->cols, n = a->n;
+    float *panel = scratch, *row = scratch + CPU_GEMM_KB * CPU_GEMM_NB;
+    for (size_t j0 = a->j0; j0 < a->j1; j0 += CPU_GEMM_NB) {
+        const size_t nj = a->j1 - j0 < CPU_GEMM_NB ? a->j1 - j0 : CPU_GEMM_NB;
+        const __mmask16 m0 = nj >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nj) - 1);
+        const __mmask16 m1 = nj <= 16 ? (__mmask16)0 : nj >= 32 ? (__mmask16)0xffff : (__mmask16)((1u << (nj - 16)) - 1);
+        for (size_t k0 = 0; k0 < K; k0 += CPU_GEMM_KB) {
+            const size_t kb = K - k0 < CPU_GEMM_KB ? K - k0 : CPU_GEMM_KB;
+            /* Pack W[j0 .. j0+nj)[k0 .. k0+kb) transposed: panel[k][jj]; missing columns are zero. */
+            for (size_t jj = 0; jj < CPU_GEMM_NB; jj++) {
+                if (jj < nj) cpu_weight_slice_f32(W, j0 + jj, k0, kb, row);
+                else memset(row, 0, kb * sizeof(float));
+                for (size_t k = 0; k < kb; k++) panel[k * CPU_GEMM_NB + jj] = row[k];
+            }
+            const int load_c = k0 > 0 || a->accumulate;
+            const float *bias = a->bias && k0 + kb == K ? a->bias + j0 : NULL;
+            for (size_t i = 0; i < n; i += 8) {
+                const float *x = a->x + i * K + k0;
+                float *c = a->y + i * a->ldy + j0;
+                switch (n - i < 8 ? n - i : 8) {
+                case 1: micro(panel, kb, x, K, c, a->ldy, m0, m1, load_c, bias, 1); break;
+                case 2: micro(panel, kb, x, K, c, a->ldy, m0, m1, load_c, bias, 2); break;
+                case 3: micro(panel, kb, x, K, c, a->ldy, m0, m1, load_c, bias, 3); break;
+                case 4: micro(panel, kb, x, K, c, a->ldy, m0, m1, load_c, bias, 4); break;
+                case 5: micro(panel, kb, x, K, c, a->ldy, m0, m1, load_c, bias, 5); break;
+                case 6: micro(panel, kb, x, K, c, a->ldy, m0, m1, load_c, bias, 6); break;
+                case 7: micro(panel, kb, x, K, c, a->ldy, m0, m1, load_c, bias, 7); break;
+                default: micro(panel, kb, x, K, c, a->ldy, m0, m1, load_c, bias, 8); break;
+                }
+            }
+        }
+    }
+}
+
+/* ---- transcendental helpers ------------------------------------------------------------------------ */
+
+/* exp with range reduction to [-ln2/2, ln2/2] and a degree-7 Taylor polynomial (~1 ulp). */
+AINLINE __m512 exp16(__m512 x) {
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)), _mm512_set1_ps(88.72f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504089f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+/* log for x > 0: x = m * 2^e with m in [0.75, 1.5), log m = 2 atanh((m-1)/(m+1)) by its series. */
+AINLINE __m512 log16(__m512 x) {
+    __m512 m = _mm512_getmant_ps(x, _MM_MANT_NORM_p75_1p5, _MM_MANT_SIGN_zero);
+    __m512 e = _mm512_getexp_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.0f / 0.75f)));
+    __m512 z = _mm512_div_ps(_mm512_sub_ps(m, _mm512_set1_ps(1.0f)), _mm512_add_ps(m, _mm512_set1_ps(1.0f)));
+    __m512 z2 = _mm512_mul_ps(z, z);
+    __m512 p = _mm512_set1_ps(2.0f / 11);
+    p = _mm512_fmadd_ps(p, z2, _mm512_set1_ps(2.0f / 9));
+    p = _mm512_fmadd_ps(p, z2, _mm512_set1_ps(2.0f / 7));
+    p = _mm512_fmadd_ps(p, z2, _mm512_set1_ps(2.0f / 5));
+    p = _mm512_fmadd_ps(p, z2, _mm512_set1_ps(2.0f / 3));
+    p = _mm512_fmadd_ps(p, z2, _mm512_set1_ps(2.0f));
+    return _mm512_fmadd_ps(e, _mm512_set1_ps(0.693147180559945f), _mm512_mul_ps(p, z));
+}
+
+static void softplus(float *v, size_t n) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 x = _mm512_loadu_ps(v + i);
+        __m512 e = exp16(x), u = _mm512_add_ps(_mm512_set1_ps(1.0f), e);
+        /* log1p(e) = log(u) * e / (u - 1), exact where u rounds to 1 (then it is e) */
+        __m512 um1 = _mm512_sub_ps(u, _mm512_set1_ps(1.0f));
+        __mmask16 tiny = _mm512_cmp_ps_mask(um1, _mm512_setzero_ps(), _CMP_EQ_OQ);
+        __m512 l = _mm512_mask_blend_ps(tiny, _mm512_div_ps(_mm512_mul_ps(log16(u), e), um1), e);
+        __mmask16 big = _mm512_cmp_ps_mask(x, _mm512_set1_ps(20.0f), _CMP_GT_OQ);
+        _mm512_storeu_ps(v + i, _mm512_mask_blend_ps(big, l, x));
+    }
+    for (; i < n; i++) v[i] = v[i] > 20.0f ? v[i] : log1pf(expf(v[i]));
+}
+
+static void silu(float *v, size_t n) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 x = _mm512_loadu_ps(v + i);
+        __m512 d = _mm512_add_ps(_mm512_set1_ps(1.0f), exp16(_mm512_sub_ps(_mm512_setzero_ps(), x)));
+        _mm512_storeu_ps(v + i, _mm512_div_ps(x, d));
+    }
+    for (; i < n; i++) v[i] = v[i] / (1.0f + expf(-v[i]));
+}
+
+/* ---- selective scan: one channel's 16 states in one register ---------------------------------------- */
+
+static void scan(const cpu_scan_args *a, size_t c0, size_t c1) {
+    if (a->d_state != 16) {
+        cpu_kernels_scalar()->scan(a, c0, c1);
+        return;
+    }
+    for (size_t c = c0; c < c1; c++) {
+        __m512 s = _mm512_loadu_ps(a->state + c * 16), A = _mm512_loadu_ps(a->A + c * 16);
+        const float D = a->D[c];
+        for (size_t t = 0; t < a->n_rows; t++) {
+            const float dl = a->delta[t * a->ld + c], u = a->u[t * a->ld + c];
+            __m512 B = _mm512_loadu_ps(a->B + t * a->ldbc), C = _mm512_loadu_ps(a->C + t * a->ldbc);
+            __m512 dA = exp16(_mm512_mul_ps(_mm512_set1_ps(dl), A));
+            s = _mm512_fmadd_ps(dA, s, _mm512_mul_ps(_mm512_set1_ps(dl * u), B));
+            const float y = _mm512_reduce_add_ps(_mm512_mul_ps(s, C));
+            a->y[t * a->ld + c] = (y + D * u) * a->gate[t * a->ld + c];
+        }
+        _mm512_storeu_ps(a->state + c * 16, s);
+    }
+}
+
+static const cpu_kernels k_avx512 = {
+    .name = "avx512",
+    .gemv = {gemv_f32, gemv_f16, gemv_bf16, gemv_q8_0, gemv_q4_0},
+    .quantize_x = quantize_x,
+    .gemm = gemm,
+    .scan = scan,
+    .softplus = softplus,
+    .silu = silu,
+};
+
+const cpu_kernels *cpu_kernels_avx512(void) { return &k_avx512; }

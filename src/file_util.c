@@ -39,8 +39,9 @@ fm_status fm_read_file(const char *path, size_t max_bytes, char **buf_out, size_
     }
     FILE *fp = fdopen(fd, "rb");
     if (!fp) {
+        int err = errno;
         close(fd);
-        return fm_error(FM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        return fm_error(err == ENOMEM ? FM_ERR_OUT_OF_MEMORY : FM_ERR_IO, "%s: cannot open: %s", path, strerror(err));
     }
     if ((unsigned long long)sb.st_size > max_bytes) {
         fclose(fp);

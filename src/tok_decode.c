@@ -145,7 +145,8 @@ static void sl_free(strlist *l) {
     free(l->len);
     memset(l, 0, sizeof *l);
 }
-#define SL_STR(l, i) ((l)->data.p + (l)->off[i])
+/* data.p is NULL while every string is empty (NULL + 0 is undefined) */
+#define SL_STR(l, i) ((l)->data.p ? (l)->data.p + (l)->off[i] : "")
 
 /* ---- the decoders ---------------------------------------------------------------------------------- */
 

@@ -191,6 +191,8 @@ static int cu_init(const fm_backend_host *host, const fm_backend_config *cfg, vo
     pthread_mutexattr_destroy(&ma);
     const char *ex = env_str("FM_CUDA_EXACT");
     be->exact = ex && strcmp(ex, "0") != 0;
+    const char *fa = env_str("FM_CUDA_FAST");
+    be->fast = fa && strcmp(fa, "0") != 0;
     const char *gr = env_str("FM_CUDA_GRAPHS");
     be->graphs_on = !(gr && strcmp(gr, "0") == 0);
 

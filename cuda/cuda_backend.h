@@ -45,6 +45,7 @@ typedef struct cu_backend {
     size_t blas_ws_bytes;
     pthread_mutex_t lock; /* recursive: every entry point; held from step_begin to step_end */
     int exact;            /* FM_CUDA_EXACT=1: fp32 activations in cuBLAS products too */
+    int fast;             /* FM_CUDA_FAST=1: one bf16/f16 product per matmul (activations rounded) */
     int graphs_on;        /* FM_CUDA_GRAPHS=0 turns decode graphs off */
 
     /* memory accounting */

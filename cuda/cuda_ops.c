@@ -1,8 +1,10 @@
 /* cuda_ops.c - the ops of the vtable on a context's stream: dispatch to the kernels (k_*.cu) and
    cuBLAS. Matrix products: n <= 8 rows -> our GEMV (fp32 activations, any storage type); more ->
-   cuBLAS: f32 weights through sgemm (fp32, TF32 off), f16/bf16 weights through GemmEx on activations
-   narrowed to the weights' type (FM_CUDA_EXACT=1: weights widened to fp32 and sgemm instead),
-   quantized weights dequantized to bf16 a chunk of rows at a time, then GemmEx. */
+   cuBLAS: f32 weights through sgemm (fp32, TF32 off); f16/bf16 weights through GemmEx (tensor cores,
+   fp32 accumulation) on the activations split into two terms of the weights' type, hi + lo, so the
+   result is as precise as fp32 activations (FM_CUDA_FAST=1: hi only, one product, activations
+   rounded); quantized weights dequantized to bf16 a chunk of rows at a time, activations rounded to
+   bf16, then GemmEx. FM_CUDA_EXACT=1: every type widened to fp32 and sgemm. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -99,10 +101,15 @@ int cu_matmul_locked(cu_backend *be, const fm_weight *W, const float *bias, cons
                 return st;
         }
     } else {
-        const size_t cnt = n * (size_t)k;
-        if ((st = cu_reserve(be, &be->mm_scratch, &be->mm_scratch_bytes, cnt * 2 + 256, "matmul scratch"))) return st;
-        if ((st = cu_err(be, cuk_to_half(be->stream, x, cnt, v->dtype, be->mm_scratch, NULL), "matmul"))) return st;
-        st = gemm(be, v->data, half_type(v->dtype), be->mm_scratch, m, (int)n, k, y, m, accumulate ? 1.0f : 0.0f);
+        /* x = hi + lo, both in the weights' half type: two products give fp32-grade activations (the
+           weights are exact in their type); FM_CUDA_FAST=1 keeps only hi (one product, x rounded). */
+        const size_t cnt = n * (size_t)k, half_bytes = ((cnt * 2 + 255) / 256) * 256;
+        if ((st = cu_reserve(be, &be->mm_scratch, &be->mm_scratch_bytes, 2 * half_bytes + 256, "matmul scratch")))
+            return st;
+        void *hi = be->mm_scratch, *lo = be->fast ? NULL : (char *)be->mm_scratch + half_bytes;
+        if ((st = cu_err(be, cuk_to_half(be->stream, x, cnt, v->dtype, hi, lo), "matmul"))) return st;
+        st = gemm(be, v->data, half_type(v->dtype), hi, m, (int)n, k, y, m, accumulate ? 1.0f : 0.0f);
+        if (st == FM_BE_OK && lo) st = gemm(be, v->data, half_type(v->dtype), lo, m, (int)n, k, y, m, 1.0f);
     }
     if (st == FM_BE_OK && bias) st = cu_err(be, cuk_add_bias(be->stream, y, bias, (int)n, m), "matmul bias");
     return st;
@@ -183,7 +190,10 @@ int cu_ssm(void *vbe, const fm_ssm_args *a) {
                        (const float *)a->A->v.data, (const float *)a->D->v.data, a->d_inner, a->d_state,
                        a->dt_rank, a->norm_dt_b_c, a->norm_eps};
     cu_segtab t;
-    if (all_single(a->segs, a->n_segs)) {
+    /* One sequence: the fused step kernel (its dt_proj dot reads the matrix once). Several: the fused
+       kernel would read dt_proj once per sequence, so delta comes from one matrix product for all
+       rows, then the scan (below). */
+    if (a->n_segs == 1 && all_single(a->segs, a->n_segs)) {
         for (size_t s0 = 0; st == FM_BE_OK && s0 < a->n_segs; s0 += CU_MAX_SEGS) {
             size_t cnt = a->n_segs - s0 < CU_MAX_SEGS ? a->n_segs - s0 : CU_MAX_SEGS;
             if ((st = segtab(be, a->segs, s0, cnt, &t))) break;

@@ -4,7 +4,8 @@
  * and chunks of 5), token-by-token decode (eager, then captured and replayed graphs), prefill vs
  * step-by-step on the GPU itself, fm_decode_batch vs the reference and vs a lone fork, the greedy
  * continuation (f32 cases), a state saved on CUDA continued on CPU and one saved on CPU continued on
- * CUDA; quantized weights (Q8_0, Q4_0) against the CPU backend with the same quantization; two
+ * CUDA; quantized weights (Q8_0, Q4_0) against the CPU backend with the same quantization and against
+ * the GPU's own prefill (QUANT_*_TOL); two
  * contexts used from two threads at once; errors. Tolerances: max |err| <= tol * max |logit| with
  * tol 1e-4 for f32 weights, 2e-3 for f16/bf16 and quantized ones.
  * Exits 77 (ctest: skipped) when no CUDA device or module is usable.
@@ -23,6 +24,12 @@
 #include "test_util.h"
 
 #define MAX_CASES 32
+/* Quantized prefill on the GPU dequantizes to bf16 and rounds the activations to bf16 for the tensor
+   cores (docs/CUDA.md); the CPU reference keeps both in fp32. Decode steps are fp32 on both sides. */
+#define QUANT_PREFILL_TOL 3e-2
+/* The CPU backend's optimised Q8_0/Q4_0 kernels quantize the activations to 8 bits for integer dot
+   products (cpu/kernels_*.c), the GPU keeps them fp32 in decode: the two differ by that rounding. */
+#define QUANT_STEP_TOL 5e-2
 
 #define OK(call)                                                                                                      \
     do {                                                                                                              \
@@ -200,7 +207,8 @@ static void check_quantized(cuda_case *c, fm_weight_type wt, const char *name) {
     for (size_t t = 0; t < rp->n; t++) {
         double r = rel_err(lg + t * c->V, lh + t * c->V, c->V);
         if (r > worst_prefill) worst_prefill = r;
-        if (!(r <= 2e-3)) fail_msg("%s %s: prefill[%zu] vs CPU: relative error %.3g", c->ref.name, name, t, r);
+        if (!(r <= QUANT_PREFILL_TOL))
+            fail_msg("%s %s: prefill[%zu] vs CPU: relative error %.3g", c->ref.name, name, t, r);
     }
     fm_session_reset(sg);
     fm_session_reset(sh);
@@ -209,10 +217,22 @@ static void check_quantized(cuda_case *c, fm_weight_type wt, const char *name) {
         OK(fm_session_feed(sh, &rp->tokens[t], 1, NULL));
         double r = rel_err(fm_session_logits(sg), fm_session_logits(sh), c->V);
         if (r > worst_step) worst_step = r;
-        if (!(r <= 1e-4)) fail_msg("%s %s: step %zu vs CPU: relative error %.3g", c->ref.name, name, t, r);
+        if (!(r <= QUANT_STEP_TOL)) fail_msg("%s %s: step %zu vs CPU: relative error %.3g", c->ref.name, name, t, r);
     }
-    print_message("%-22s %-5s vs CPU %-5s: prefill %.3g, steps %.3g (%llu weight bytes)\n", c->ref.name, name, name,
-                  worst_prefill, worst_step, (unsigned long long)gi.weight_bytes);
+    /* GPU against itself (decode steps vs prefill) and against transformers' unquantized logits. */
+    double worst_self = 0, worst_ref = 0;
+    fm_session_reset(sg);
+    for (size_t t = 0; t < rp->n; t++) {
+        OK(fm_session_feed(sg, &rp->tokens[t], 1, NULL));
+        double r = rel_err(fm_session_logits(sg), lg + t * c->V, c->V), q = rel_err(fm_session_logits(sg), rp->logits + t * c->V, c->V);
+        if (r > worst_self) worst_self = r;
+        if (q > worst_ref) worst_ref = q;
+        if (!(r <= QUANT_PREFILL_TOL)) fail_msg("%s %s: GPU step %zu vs GPU prefill: %.3g", c->ref.name, name, t, r);
+    }
+    print_message("%-22s %-5s: GPU vs CPU %s prefill %.3g, steps %.3g; GPU steps vs GPU prefill %.3g; vs transformers "
+                  "(unquantized) %.3g (%llu weight bytes)\n",
+                  c->ref.name, name, name, worst_prefill, worst_step, worst_self, worst_ref,
+                  (unsigned long long)gi.weight_bytes);
     free(lg);
     free(lh);
     fm_session_close(sg);

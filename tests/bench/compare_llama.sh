@@ -26,7 +26,7 @@
 #
 # Commands run (per shape S, weights W, threads T):
 #   LLAMA_BUILD_DIR/bin/llama-bench -m MODELS_DIR/ggml-S-W.gguf -p 512 -n 128 -t T -r 3 -o json
-#   falconmamba bench -m MODELS_DIR/fm-S-bf16 --threads T --weights W -p 512 -n 128 -b 1,8 -r 3 --json
+#   falconmamba bench -m MODELS_DIR/fm-S-bf16 --backend cpu --threads T --weights W -p 512 -n 128 -b 1,8 -r 3 --json
 # llama-bench reports the mean of its repetitions; the table uses the median of its samples_ts, as
 # for ours. Rough duration on a 2-core machine: 130m and 1.4b a few minutes each; 7b about an hour
 # per side for all weights and both thread counts (decode at ~1 tok/s, 3 reps + warm-up).
@@ -105,7 +105,7 @@ if [ "$TABLE_ONLY" = 0 ]; then
                 if [ -f "$dir/config.json" ]; then
                     for t in $THREADS; do
                         echo "== falconmamba bench $s $w (threads $t)   load: $(cut -d' ' -f1-3 /proc/loadavg)"
-                        "$FM" bench -m "$dir" --threads "$t" --weights "$w" -p "$NP" -n "$NG" -b "$BATCHES" \
+                        "$FM" bench -m "$dir" --backend cpu --threads "$t" --weights "$w" -p "$NP" -n "$NG" -b "$BATCHES" \
                             -r "$REPS" --json > "$OUT/fm-$s-$w-t$t.json" 2> "$OUT/fm-$s-$w-t$t.log" ||
                             echo "   falconmamba bench failed (see $OUT/fm-$s-$w-t$t.log)"
                     done
@@ -117,7 +117,8 @@ if [ "$TABLE_ONLY" = 0 ]; then
     done
 fi
 
-# The table. Our JSON is read tolerantly: any object (at any depth) that names a test "ppN"/"tgN"
+# The table. Our JSON is what `falconmamba bench --json` prints as its last line (examples/cli/bench.c:
+# bandwidth_gbs, pp_tps, tg: [{batch, tps, fraction_of_limit}]). Failing that it is read tolerantly: any object (at any depth) that names a test "ppN"/"tgN"
 # (keys test / name / kind / mode) with a tok/s figure (median_tok_s, tok_s_median, median, tok_s,
 # avg_ts, ts), or that has flat keys pp_tok_s / tg_tok_s; "batch" / "n_batch" / "batch_size" give
 # the batch (default 1); a key containing "bandwidth" (GB/s) and one containing "fraction" / "pct"
@@ -192,6 +193,20 @@ def fm_results(shape, w, t):
     """{(test, batch): tok/s}, bandwidth GB/s, fraction of limit (tg, batch 1)."""
     data = load(os.path.join(out, "fm-%s-%s-t%d.json" % (shape, w, t)))
     res, bw, frac = {}, None, None
+    # falconmamba bench --json: {"bandwidth_gbs": .., "pp_tps": .., "tg": [{"batch": 1, "tps": .., "fraction_of_limit": ..}]}
+    for d in (data if isinstance(data, list) else [data]):
+        if isinstance(d, dict) and ("pp_tps" in d or isinstance(d.get("tg"), list)):
+            if num(d.get("pp_tps")) is not None:
+                res[("pp", 1)] = num(d["pp_tps"])
+            bw = num(d.get("bandwidth_gbs"))
+            for e in d.get("tg") or []:
+                if isinstance(e, dict) and num(e.get("tps")) is not None:
+                    b = int(num(e.get("batch")) or 1)
+                    res[("tg", b)] = num(e["tps"])
+                    if b == 1:
+                        frac = num(e.get("fraction_of_limit"))
+    if res:
+        return res, bw, frac
     for d in walk(data):
         batch = int(num(d.get("batch", d.get("n_batch", d.get("batch_size", 1)))) or 1)
         for k, v in d.items():
@@ -200,7 +215,7 @@ def fm_results(shape, w, t):
                 bw = num(v)
             if ("fraction" in lk or "pct" in lk or "percent" in lk) and num(v) is not None and frac is None:
                 frac = num(v) / (100.0 if "pct" in lk or "percent" in lk else 1.0)
-            m = re.match(r"^(pp|tg)\w*?tok\w*s", lk)
+            m = re.match(r"^(pp|tg)_?(\w*?tok\w*s|tps)$", lk)
             if m and num(v) is not None:
                 res[(m.group(1), batch)] = num(v)
         label = next((d[k] for k in ("test", "name", "kind", "mode") if isinstance(d.get(k), str)), None)

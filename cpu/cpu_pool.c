@@ -5,7 +5,9 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 
 struct cpu_pool {
     int n_threads;
@@ -14,8 +16,9 @@ struct cpu_pool {
     pthread_mutex_t run_lock; /* held by the caller of the job in flight */
     pthread_mutex_t mu;
     pthread_cond_t wake, done;
-    unsigned long generation;
-    int n_done, stop;
+    unsigned long generation; /* bumped for each job; read without the lock while polling */
+    unsigned long n_done;     /* workers finished with the current job */
+    int stop;
     /* the job */
     size_t n, grain;
     cpu_task_fn fn;
@@ -38,14 +41,50 @@ static void share(const cpu_pool *p, int tid, size_t *b, size_t *e) {
     *e = u1 * p->grain < p->n ? u1 * p->grain : p->n;
 }
 
+/* A forward pass is a burst of short jobs (a few per layer); waking a sleeping thread costs tens of
+   microseconds, so between jobs a thread polls for up to SPIN_NS before it sleeps. Idle longer than
+   that (between tokens, or when the library is not in use), every worker is asleep. */
+#define SPIN_NS 50000
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+/* Poll until *word != value or SPIN_NS pass. */
+static void spin_while_equal(const unsigned long *word, unsigned long value) {
+    const uint64_t t0 = now_ns();
+    for (int i = 0; __atomic_load_n(word, __ATOMIC_ACQUIRE) == value; i++) {
+        cpu_relax();
+        if ((i & 63) == 63 && now_ns() - t0 > SPIN_NS) return;
+    }
+}
+
+/* Poll until *word >= target or SPIN_NS pass. */
+static void spin_until_at_least(const unsigned long *word, unsigned long target) {
+    const uint64_t t0 = now_ns();
+    for (int i = 0; __atomic_load_n(word, __ATOMIC_ACQUIRE) < target; i++) {
+        cpu_relax();
+        if ((i & 63) == 63 && now_ns() - t0 > SPIN_NS) return;
+    }
+}
+
 static void *worker_main(void *v) {
     worker_arg *a = v;
     cpu_pool *p = a->pool;
     const int tid = a->tid;
     free(a);
     unsigned long seen = 0;
-    pthread_mutex_lock(&p->mu);
     for (;;) {
+        spin_while_equal(&p->generation, seen);
+        pthread_mutex_lock(&p->mu);
         while (p->generation == seen && !p->stop) pthread_cond_wait(&p->wake, &p->mu);
         if (p->stop) break;
         seen = p->generation;
@@ -54,7 +93,9 @@ static void *worker_main(void *v) {
         share(p, tid, &b, &e);
         if (b < e) p->fn(p->ctx, b, e, tid);
         pthread_mutex_lock(&p->mu);
-        if (++p->n_done == p->n_threads - 1) pthread_cond_signal(&p->done);
+        if (__atomic_add_fetch(&p->n_done, 1, __ATOMIC_RELEASE) == (unsigned long)p->n_threads - 1)
+            pthread_cond_signal(&p->done);
+        pthread_mutex_unlock(&p->mu);
     }
     pthread_mutex_unlock(&p->mu);
     return NULL;
@@ -132,14 +173,15 @@ void cpu_pool_run(cpu_pool *p, size_t n, size_t grain, cpu_task_fn fn, void *ctx
     p->fn = fn;
     p->ctx = ctx;
     p->n_done = 0;
-    p->generation++;
+    __atomic_add_fetch(&p->generation, 1, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
     size_t b, e;
     share(p, 0, &b, &e);
     if (b < e) fn(ctx, b, e, 0);
+    spin_until_at_least(&p->n_done, (unsigned long)p->n_threads - 1);
     pthread_mutex_lock(&p->mu);
-    while (p->n_done < p->n_threads - 1) pthread_cond_wait(&p->done, &p->mu);
+    while (p->n_done < (unsigned long)p->n_threads - 1) pthread_cond_wait(&p->done, &p->mu);
     pthread_mutex_unlock(&p->mu);
     pthread_mutex_unlock(&p->run_lock);
 }

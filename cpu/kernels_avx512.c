@@ -9,6 +9,8 @@
 #include "cpu_kernels.h"
 
 #define AINLINE static inline __attribute__((always_inline))
+/* Loops over the rows of a register tile (r < NR / MR, compile-time constants after inlining) carry
+   _Pragma("GCC unroll 8") so that the accumulators stay in registers. */
 
 /* ---- float-weight GEMV -------------------------------------------------------------------------- */
 
@@ -27,15 +29,16 @@ AINLINE void finish(const cpu_gemv_args *a, size_t i, size_t j, float v) {
     *o = a->accumulate ? *o + v : v;
 }
 
-/* One weight row against NR activation rows, two accumulators each (K unrolled by 32). */
+/* One weight row against NR <= 8 activation rows, two accumulators each (K unrolled by 32): the
+   weight vector is loaded and widened once for all rows of a batched decode. */
 #define DEF_FLOAT_ROWS(SUFFIX, ESZ)                                                                              \
     AINLINE void rows_##SUFFIX(const unsigned char *w, const float *x, size_t K, const int NR, float *out) {    \
-        __m512 acc[4][2];                                                                                        \
-        for (int r = 0; r < NR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();                               \
+        __m512 acc[8][2];                                                                                        \
+        _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();                               \
         size_t k = 0;                                                                                            \
         for (; k + 32 <= K; k += 32) {                                                                           \
             __m512 w0 = load16_##SUFFIX(w + ESZ * k, 0xffff), w1 = load16_##SUFFIX(w + ESZ * (k + 16), 0xffff); \
-            for (int r = 0; r < NR; r++) {                                                                       \
+            _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++) {                                                                       \
                 acc[r][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + r * K + k), acc[r][0]);                    \
                 acc[r][1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + r * K + k + 16), acc[r][1]);               \
             }                                                                                                    \
@@ -43,24 +46,28 @@ AINLINE void finish(const cpu_gemv_args *a, size_t i, size_t j, float v) {
         for (; k < K; k += 16) {                                                                                 \
             __mmask16 m = K - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (K - k)) - 1);                    \
             __m512 w0 = load16_##SUFFIX(w + ESZ * k, m);                                                         \
-            for (int r = 0; r < NR; r++)                                                                         \
+            _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++)                                                                         \
                 acc[r][0] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m, x + r * K + k), acc[r][0]);           \
         }                                                                                                        \
-        for (int r = 0; r < NR; r++) out[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]));       \
+        _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++) out[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]));       \
     }                                                                                                            \
     static void gemv_##SUFFIX(const cpu_gemv_args *a) {                                                          \
         const size_t K = (size_t)a->W->cols;                                                                     \
-        float out[4];                                                                                            \
+        float out[8];                                                                                            \
         for (size_t j = a->j0; j < a->j1; j++) {                                                                 \
             const unsigned char *w = (const unsigned char *)a->W->data + j * a->W->row_bytes;                    \
-            for (size_t i = 0; i < a->n; i += 4) {                                                               \
+            for (size_t i = 0; i < a->n; i += 8) {                                                               \
                 const float *x = a->x + i * K;                                                                   \
-                size_t nr = a->n - i < 4 ? a->n - i : 4;                                                         \
+                size_t nr = a->n - i < 8 ? a->n - i : 8;                                                         \
                 switch (nr) {                                                                                    \
                 case 1: rows_##SUFFIX(w, x, K, 1, out); break;                                                   \
                 case 2: rows_##SUFFIX(w, x, K, 2, out); break;                                                   \
                 case 3: rows_##SUFFIX(w, x, K, 3, out); break;                                                   \
-                default: rows_##SUFFIX(w, x, K, 4, out); break;                                                  \
+                case 4: rows_##SUFFIX(w, x, K, 4, out); break;                                                   \
+                case 5: rows_##SUFFIX(w, x, K, 5, out); break;                                                   \
+                case 6: rows_##SUFFIX(w, x, K, 6, out); break;                                                   \
+                case 7: rows_##SUFFIX(w, x, K, 7, out); break;                                                   \
+                default: rows_##SUFFIX(w, x, K, 8, out); break;                                                  \
                 }                                                                                                \
                 for (size_t r = 0; r < nr; r++) finish(a, i + r, j, out[r]);                                     \
             }                                                                                                    \
@@ -85,7 +92,7 @@ AINLINE __m512 scale_pair(float s0, float s1) {
 AINLINE void rows_q8_0(const fm_block_q8_0 *w, const cpu_xblock *x, size_t nb, const int NR, float *out) {
     __m512 acc[CPU_GEMV_MAX_ROWS];
     float tail[CPU_GEMV_MAX_ROWS] = {0};
-    for (int r = 0; r < NR; r++) acc[r] = _mm512_setzero_ps();
+    _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++) acc[r] = _mm512_setzero_ps();
     size_t b = 0;
     for (; b + 2 <= nb; b += 2) {
         __m512i wq = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)w[b].q)),
@@ -93,7 +100,7 @@ AINLINE void rows_q8_0(const fm_block_q8_0 *w, const cpu_xblock *x, size_t nb, c
         __mmask64 neg = _mm512_movepi8_mask(wq);
         __m512i wabs = _mm512_abs_epi8(wq);
         const float d0 = _cvtsh_ss(w[b].d), d1 = _cvtsh_ss(w[b + 1].d);
-        for (int r = 0; r < NR; r++) {
+        _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++) {
             const cpu_xblock *xr = x + (size_t)r * nb + b;
             __m512i xv = xq_pair(xr);
             xv = _mm512_mask_sub_epi8(xv, neg, _mm512_setzero_si512(), xv);
@@ -102,13 +109,13 @@ AINLINE void rows_q8_0(const fm_block_q8_0 *w, const cpu_xblock *x, size_t nb, c
         }
     }
     for (; b < nb; b++) /* an odd last block */
-        for (int r = 0; r < NR; r++) {
+        _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++) {
             const cpu_xblock *xr = x + (size_t)r * nb + b;
             int32_t dot = 0;
             for (int l = 0; l < FM_QBLOCK; l++) dot += (int32_t)w[b].q[l] * xr->q[l];
             tail[r] += _cvtsh_ss(w[b].d) * xr->d * (float)dot;
         }
-    for (int r = 0; r < NR; r++) out[r] = _mm512_reduce_add_ps(acc[r]) + tail[r];
+    _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++) out[r] = _mm512_reduce_add_ps(acc[r]) + tail[r];
 }
 
 /* Q4_0: nibbles (unsigned 0..15) . x with vpdpbusd, minus 8 * sum(x) per block. */
@@ -119,12 +126,12 @@ AINLINE __m256i unpack_q4(const fm_block_q4_0 *w) {
 AINLINE void rows_q4_0(const fm_block_q4_0 *w, const cpu_xblock *x, size_t nb, const int NR, float *out) {
     __m512 acc[CPU_GEMV_MAX_ROWS];
     float corr[CPU_GEMV_MAX_ROWS] = {0};
-    for (int r = 0; r < NR; r++) acc[r] = _mm512_setzero_ps();
+    _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++) acc[r] = _mm512_setzero_ps();
     size_t b = 0;
     for (; b + 2 <= nb; b += 2) {
         __m512i wq = _mm512_inserti64x4(_mm512_castsi256_si512(unpack_q4(w + b)), unpack_q4(w + b + 1), 1);
         const float d0 = _cvtsh_ss(w[b].d), d1 = _cvtsh_ss(w[b + 1].d);
-        for (int r = 0; r < NR; r++) {
+        _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++) {
             const cpu_xblock *xr = x + (size_t)r * nb + b;
             __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq, xq_pair(xr));
             const float s0 = d0 * xr[0].d, s1 = d1 * xr[1].d;
@@ -133,7 +140,7 @@ AINLINE void rows_q4_0(const fm_block_q4_0 *w, const cpu_xblock *x, size_t nb, c
         }
     }
     for (; b < nb; b++)
-        for (int r = 0; r < NR; r++) {
+        _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++) {
             const cpu_xblock *xr = x + (size_t)r * nb + b;
             int32_t dot = 0;
             for (int l = 0; l < FM_QBLOCK / 2; l++)
@@ -141,7 +148,7 @@ AINLINE void rows_q4_0(const fm_block_q4_0 *w, const cpu_xblock *x, size_t nb, c
             corr[r] -= _cvtsh_ss(w[b].d) * xr->d * (float)dot;
             corr[r] += _cvtsh_ss(w[b].d) * xr->d * (float)(8 * xr->sum);
         }
-    for (int r = 0; r < NR; r++) out[r] = _mm512_reduce_add_ps(acc[r]) - corr[r];
+    _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++) out[r] = _mm512_reduce_add_ps(acc[r]) - corr[r];
 }
 
 #define DEF_QUANT_GEMV(SUFFIX, BLOCK)                                                                           \
@@ -150,14 +157,18 @@ AINLINE void rows_q4_0(const fm_block_q4_0 *w, const cpu_xblock *x, size_t nb, c
         float out[CPU_GEMV_MAX_ROWS];                                                                           \
         for (size_t j = a->j0; j < a->j1; j++) {                                                                \
             const BLOCK *w = (const BLOCK *)((const unsigned char *)a->W->data + j * a->W->row_bytes);          \
-            for (size_t i = 0; i < a->n; i += 4) {                                                              \
+            for (size_t i = 0; i < a->n; i += 8) {                                                              \
                 const cpu_xblock *x = a->xq + i * nb;                                                           \
-                size_t nr = a->n - i < 4 ? a->n - i : 4;                                                        \
+                size_t nr = a->n - i < 8 ? a->n - i : 8;                                                        \
                 switch (nr) {                                                                                   \
                 case 1: rows_##SUFFIX(w, x, nb, 1, out); break;                                                 \
                 case 2: rows_##SUFFIX(w, x, nb, 2, out); break;                                                 \
                 case 3: rows_##SUFFIX(w, x, nb, 3, out); break;                                                 \
-                default: rows_##SUFFIX(w, x, nb, 4, out); break;                                                \
+                case 4: rows_##SUFFIX(w, x, nb, 4, out); break;                                                 \
+                case 5: rows_##SUFFIX(w, x, nb, 5, out); break;                                                 \
+                case 6: rows_##SUFFIX(w, x, nb, 6, out); break;                                                 \
+                case 7: rows_##SUFFIX(w, x, nb, 7, out); break;                                                 \
+                default: rows_##SUFFIX(w, x, nb, 8, out); break;                                                \
                 }                                                                                               \
                 for (size_t r = 0; r < nr; r++) finish(a, i + r, j, out[r]);                                    \
             }                                                                                                   \
@@ -193,13 +204,13 @@ static void quantize_x(const float *x, size_t K, cpu_xblock *out) {
 AINLINE void micro(const float *panel, size_t kb, const float *x, size_t ldx, float *c, size_t ldc, __mmask16 m0,
                    __mmask16 m1, int load_c, const float *bias, const int MR) {
     __m512 acc[8][2];
-    for (int r = 0; r < MR; r++) {
+    _Pragma("GCC unroll 8") for (int r = 0; r < MR; r++) {
         acc[r][0] = load_c ? _mm512_maskz_loadu_ps(m0, c + r * ldc) : _mm512_setzero_ps();
         acc[r][1] = load_c ? _mm512_maskz_loadu_ps(m1, c + r * ldc + 16) : _mm512_setzero_ps();
     }
     for (size_t k = 0; k < kb; k++) {
         __m512 w0 = _mm512_load_ps(panel + k * CPU_GEMM_NB), w1 = _mm512_load_ps(panel + k * CPU_GEMM_NB + 16);
-        for (int r = 0; r < MR; r++) {
+        _Pragma("GCC unroll 8") for (int r = 0; r < MR; r++) {
             __m512 xb = _mm512_set1_ps(x[r * ldx + k]);
             acc[r][0] = _mm512_fmadd_ps(xb, w0, acc[r][0]);
             acc[r][1] = _mm512_fmadd_ps(xb, w1, acc[r][1]);
@@ -207,12 +218,12 @@ AINLINE void micro(const float *panel, size_t kb, const float *x, size_t ldx, fl
     }
     if (bias) {
         __m512 b0 = _mm512_maskz_loadu_ps(m0, bias), b1 = _mm512_maskz_loadu_ps(m1, bias + 16);
-        for (int r = 0; r < MR; r++) {
+        _Pragma("GCC unroll 8") for (int r = 0; r < MR; r++) {
             acc[r][0] = _mm512_add_ps(acc[r][0], b0);
             acc[r][1] = _mm512_add_ps(acc[r][1], b1);
         }
     }
-    for (int r = 0; r < MR; r++) {
+    _Pragma("GCC unroll 8") for (int r = 0; r < MR; r++) {
         _mm512_mask_storeu_ps(c + r * ldc, m0, acc[r][0]);
         _mm512_mask_storeu_ps(c + r * ldc + 16, m1, acc[r][1]);
     }

@@ -11,9 +11,24 @@ void cpu_weight_slice_f32(const fm_weight *W, size_t row, size_t k0, size_t len,
     case FM_DTYPE_F32: memcpy(dst, p + 4 * k0, len * sizeof(float)); break;
     case FM_DTYPE_Q8_0: fm_dequantize_row_q8_0((const fm_block_q8_0 *)p + k0 / FM_QBLOCK, dst, len); break;
     case FM_DTYPE_Q4_0: fm_dequantize_row_q4_0((const fm_block_q4_0 *)p + k0 / FM_QBLOCK, dst, len); break;
-    default:
-        for (size_t i = 0; i < len; i++) dst[i] = fm_dtype_load_f32(p, W->dtype, k0 + i);
+    case FM_DTYPE_BF16: { /* one loop per type: the compiler vectorises the widening */
+        const unsigned char *h = p + 2 * k0;
+        for (size_t i = 0; i < len; i++) {
+            uint16_t v;
+            memcpy(&v, h + 2 * i, 2);
+            dst[i] = fm_bf16_to_f32(v);
+        }
         break;
+    }
+    case FM_DTYPE_F16: {
+        const unsigned char *h = p + 2 * k0;
+        for (size_t i = 0; i < len; i++) {
+            uint16_t v;
+            memcpy(&v, h + 2 * i, 2);
+            dst[i] = fm_f16_to_f32(v);
+        }
+        break;
+    }
     }
 }
 

@@ -3,8 +3,8 @@
    cuBLAS: f32 weights through sgemm (fp32, TF32 off); f16/bf16 weights through GemmEx (tensor cores,
    fp32 accumulation) on the activations split into two terms of the weights' type, hi + lo, so the
    result is as precise as fp32 activations (FM_CUDA_FAST=1: hi only, one product, activations
-   rounded); quantized weights dequantized to bf16 a chunk of rows at a time, activations rounded to
-   bf16, then GemmEx. FM_CUDA_EXACT=1: every type widened to fp32 and sgemm. */
+   rounded); quantized weights dequantized to bf16 a chunk of rows at a time (the dequantized values
+   rounded to bf16), activations split hi + lo as above, then GemmEx. FM_CUDA_EXACT=1: every type widened to fp32 and sgemm. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -80,12 +80,14 @@ int cu_matmul_locked(cu_backend *be, const fm_weight *W, const float *bias, cons
         const int wide = be->exact;
         const int out_t = wide ? CU_F32 : CU_BF16;
         const size_t esz = wide ? 4 : 2;
-        size_t act = wide ? 0 : n * (size_t)k * 2;
+        const size_t half_bytes = ((n * (size_t)k * 2 + 255) / 256) * 256;
+        size_t act = wide ? 0 : 2 * half_bytes; /* activations hi + lo in bf16 */
         if ((st = cu_reserve(be, &be->mm_scratch, &be->mm_scratch_bytes, act + MM_CHUNK_BYTES + 256, "matmul scratch")))
             return st;
         const void *xa = x;
         if (!wide) {
-            if ((st = cu_err(be, cuk_to_half(be->stream, x, n * (size_t)k, CU_BF16, be->mm_scratch, NULL), "matmul")))
+            void *lo = be->fast ? NULL : (char *)be->mm_scratch + half_bytes;
+            if ((st = cu_err(be, cuk_to_half(be->stream, x, n * (size_t)k, CU_BF16, be->mm_scratch, lo), "matmul")))
                 return st;
             xa = be->mm_scratch;
         }
@@ -98,6 +100,10 @@ int cu_matmul_locked(cu_backend *be, const fm_weight *W, const float *bias, cons
                 return st;
             if ((st = gemm(be, chunk, wide ? CUDA_R_32F : CUDA_R_16BF, xa, (int)nr, (int)n, k, y + r0, m,
                            accumulate ? 1.0f : 0.0f)))
+                return st;
+            if (!wide && !be->fast &&
+                (st = gemm(be, chunk, CUDA_R_16BF, (char *)be->mm_scratch + half_bytes, (int)nr, (int)n, k, y + r0, m,
+                           1.0f)))
                 return st;
         }
     } else {

@@ -24,12 +24,16 @@
 #include "test_util.h"
 
 #define MAX_CASES 32
-/* Quantized prefill on the GPU dequantizes to bf16 and rounds the activations to bf16 for the tensor
-   cores (docs/CUDA.md); the CPU reference keeps both in fp32. Decode steps are fp32 on both sides. */
-#define QUANT_PREFILL_TOL 3e-2
+/* Quantized prefill on the GPU dequantizes the weights to bf16 for the tensor cores (docs/CUDA.md);
+   its fp32-activation decode steps use the exact blocks. Measured on the H200: up to 3.0e-2 between
+   the two on these tiny random models (quantization itself moves their logits 5e-2 (Q8_0) to 0.7
+   (Q4_0) from transformers' unquantized ones). */
+#define QUANT_PREFILL_TOL 5e-2
 /* The CPU backend's optimised Q8_0/Q4_0 kernels quantize the activations to 8 bits for integer dot
-   products (cpu/kernels_*.c), the GPU keeps them fp32 in decode: the two differ by that rounding. */
-#define QUANT_STEP_TOL 5e-2
+   products (cpu/kernels_*.c), the GPU keeps them fp32 in decode: the two differ by that rounding
+   (seen up to 0.20 with Q4_0 on these tiny models), so GPU vs CPU is only a coarse bound; the tighter
+   check is the GPU's decode steps against its own prefill. */
+#define QUANT_CPU_TOL 3e-1
 
 #define OK(call)                                                                                                      \
     do {                                                                                                              \
@@ -207,8 +211,7 @@ static void check_quantized(cuda_case *c, fm_weight_type wt, const char *name) {
     for (size_t t = 0; t < rp->n; t++) {
         double r = rel_err(lg + t * c->V, lh + t * c->V, c->V);
         if (r > worst_prefill) worst_prefill = r;
-        if (!(r <= QUANT_PREFILL_TOL))
-            fail_msg("%s %s: prefill[%zu] vs CPU: relative error %.3g", c->ref.name, name, t, r);
+        if (!(r <= QUANT_CPU_TOL)) fail_msg("%s %s: prefill[%zu] vs CPU: relative error %.3g", c->ref.name, name, t, r);
     }
     fm_session_reset(sg);
     fm_session_reset(sh);
@@ -217,7 +220,7 @@ static void check_quantized(cuda_case *c, fm_weight_type wt, const char *name) {
         OK(fm_session_feed(sh, &rp->tokens[t], 1, NULL));
         double r = rel_err(fm_session_logits(sg), fm_session_logits(sh), c->V);
         if (r > worst_step) worst_step = r;
-        if (!(r <= QUANT_STEP_TOL)) fail_msg("%s %s: step %zu vs CPU: relative error %.3g", c->ref.name, name, t, r);
+        if (!(r <= QUANT_CPU_TOL)) fail_msg("%s %s: step %zu vs CPU: relative error %.3g", c->ref.name, name, t, r);
     }
     /* GPU against itself (decode steps vs prefill) and against transformers' unquantized logits. */
     double worst_self = 0, worst_ref = 0;

@@ -1,4 +1,5 @@
 /* cpu_backend.c - the CPU backend's vtable: host memory, weight storage and conversion. */
+#define _DEFAULT_SOURCE /* madvise, MADV_HUGEPAGE */
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <string.h>
@@ -74,21 +75,70 @@ static int cpu_zero(void *be, void *dst, size_t bytes) {
     return CPU_OK;
 }
 
-/* Narrow fp32 row `f` into row r of w's storage type. */
-static void store_row(fm_weight *w, size_t r, const float *f) {
-    unsigned char *dst = (unsigned char *)w->data + r * w->row_bytes;
-    const size_t cols = (size_t)w->cols;
-    switch (w->dtype) {
-    case FM_DTYPE_F32: memcpy(dst, f, cols * sizeof(float)); break;
+/* Widen row `r` of a source tensor to fp32: one loop per type so the compiler vectorises it. */
+static void widen_row(const fm_weight_desc *d, size_t r, float *dst) {
+    const size_t cols = (size_t)d->cols;
+    const unsigned char *p = (const unsigned char *)d->data + r * fm_dtype_row_bytes(d->src_dtype, cols);
+    uint16_t h;
+    switch (d->src_dtype) {
     case FM_DTYPE_BF16:
-        for (size_t i = 0; i < cols; i++) ((uint16_t *)dst)[i] = fm_f32_to_bf16(f[i]);
+        if ((uintptr_t)p % 2 == 0) { /* the usual case: a plain shift the compiler vectorises */
+            const uint16_t *q = (const uint16_t *)(const void *)p;
+            for (size_t i = 0; i < cols; i++) {
+                const uint32_t u = (uint32_t)q[i] << 16;
+                memcpy(&dst[i], &u, 4);
+            }
+            break;
+        }
+        for (size_t i = 0; i < cols; i++) {
+            memcpy(&h, p + 2 * i, 2);
+            dst[i] = fm_bf16_to_f32(h);
+        }
         break;
     case FM_DTYPE_F16:
-        for (size_t i = 0; i < cols; i++) ((uint16_t *)dst)[i] = fm_f32_to_f16(f[i]);
+        for (size_t i = 0; i < cols; i++) {
+            memcpy(&h, p + 2 * i, 2);
+            dst[i] = fm_f16_to_f32(h);
+        }
         break;
-    case FM_DTYPE_Q8_0: fm_quantize_row_q8_0(f, (fm_block_q8_0 *)dst, cols); break;
-    case FM_DTYPE_Q4_0: fm_quantize_row_q4_0(f, (fm_block_q4_0 *)dst, cols); break;
+    default: memcpy(dst, p, cols * sizeof(float)); break; /* F32 (sources are never quantized) */
     }
+}
+
+typedef struct convert_job {
+    void (*quantize_row)(fm_dtype t, const float *x, void *out, size_t cols);
+    const fm_weight_desc *d;
+    fm_weight *w;
+    int failed;
+} convert_job;
+
+/* Rows [r0, r1): widen, then narrow into the storage type (bf16/f16 round to nearest even,
+   Q8_0/Q4_0 by the kernel table's quantizer, bit-identical to quant.h). */
+static void convert_task(void *v, size_t r0, size_t r1, int tid) {
+    (void)tid;
+    convert_job *j = v;
+    const size_t cols = (size_t)j->w->cols;
+    float *f = malloc(cols * sizeof *f);
+    if (!f) {
+        __atomic_store_n(&j->failed, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    for (size_t r = r0; r < r1; r++) {
+        unsigned char *dst = (unsigned char *)j->w->data + r * j->w->row_bytes;
+        widen_row(j->d, r, f);
+        switch (j->w->dtype) {
+        case FM_DTYPE_F32: memcpy(dst, f, cols * sizeof(float)); break;
+        case FM_DTYPE_BF16:
+            for (size_t i = 0; i < cols; i++) ((uint16_t *)dst)[i] = fm_f32_to_bf16(f[i]);
+            break;
+        case FM_DTYPE_F16:
+            for (size_t i = 0; i < cols; i++) ((uint16_t *)dst)[i] = fm_f32_to_f16(f[i]);
+            break;
+        case FM_DTYPE_Q8_0:
+        case FM_DTYPE_Q4_0: j->quantize_row(j->w->dtype, f, dst, cols); break;
+        }
+    }
+    free(f);
 }
 
 static int cpu_weight_create(void *vbe, const fm_weight_desc *d, fm_weight **out) {
@@ -117,24 +167,21 @@ static int cpu_weight_create(void *vbe, const fm_weight_desc *d, fm_weight **out
     }
     w->owned = 1;
     w->data = cpu_aligned_alloc(w->bytes);
-    float *row = d->src_dtype == w->dtype ? NULL : malloc(cols * sizeof(float));
-    if (!w->data || (d->src_dtype != w->dtype && !row)) {
+    if (!w->data) {
         const size_t bytes = w->bytes;
-        free(w->data);
         free(w);
-        free(row);
         return CPU_ERR(be, CPU_ERR_OOM, "cpu backend: cannot allocate %zu bytes for '%s'", bytes, d->name);
     }
-    if (!row) {
+    if (d->src_dtype == w->dtype) {
         memcpy(w->data, d->data, w->bytes); /* the source may be unaligned; memcpy is fine */
     } else {
-        const unsigned char *src = d->data;
-        const size_t src_row = fm_dtype_row_bytes(d->src_dtype, cols);
-        for (size_t r = 0; r < rows; r++) {
-            for (size_t i = 0; i < cols; i++) row[i] = fm_dtype_load_f32(src + r * src_row, d->src_dtype, i);
-            store_row(w, r, row);
+        convert_job job = {be->k->quantize_row ? be->k->quantize_row : cpu_kernels_scalar()->quantize_row, d, w, 0};
+        cpu_pool_run(be->pool, rows, 16, convert_task, &job);
+        if (job.failed) {
+            free(w->data);
+            free(w);
+            return CPU_ERR(be, CPU_ERR_OOM, "cpu backend: out of memory converting '%s'", d->name);
         }
-        free(row);
     }
     *out = w;
     return CPU_OK;

@@ -57,6 +57,8 @@ typedef struct cpu_kernels {
     const char *name;
     void (*gemv[5])(const cpu_gemv_args *a); /* indexed by fm_dtype */
     void (*quantize_x)(const float *x, size_t K, cpu_xblock *out); /* one row */
+    /* One weight row to Q8_0 or Q4_0 (t), bit-identical to quant.h's reference quantizers. */
+    void (*quantize_row)(fm_dtype t, const float *x, void *out, size_t cols);
     void (*gemm)(const cpu_gemv_args *a, float *scratch);           /* NULL: use the reference path */
     void (*scan)(const cpu_scan_args *a, size_t c0, size_t c1);
     /* In place over n values: v = softplus(v) (torch threshold 20) and g = silu(g). */

@@ -198,6 +198,44 @@ static void quantize_x(const float *x, size_t K, cpu_xblock *out) {
     }
 }
 
+/* Weight rows to Q8_0 / Q4_0 with quant.h's arithmetic (multiply then add, no fused ops, the same
+   scale selection), so the blocks are bit-identical to the reference. */
+static void quantize_row(fm_dtype t, const float *x, void *out, size_t cols) {
+    const __m512 sign = _mm512_set1_ps(-0.0f);
+    for (size_t b = 0; b < cols / FM_QBLOCK; b++) {
+        __m512 v0 = _mm512_loadu_ps(x + b * FM_QBLOCK), v1 = _mm512_loadu_ps(x + b * FM_QBLOCK + 16);
+        __m512 a0 = _mm512_andnot_ps(sign, v0), a1 = _mm512_andnot_ps(sign, v1);
+        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1));
+        if (t == FM_DTYPE_Q8_0) {
+            fm_block_q8_0 *o = (fm_block_q8_0 *)out + b;
+            const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+            __m512 s0 = _mm512_mul_ps(v0, _mm512_set1_ps(id)), s1 = _mm512_mul_ps(v1, _mm512_set1_ps(id));
+            __m512 h = _mm512_set1_ps(0.5f);
+            s0 = _mm512_add_ps(s0, _mm512_or_ps(_mm512_and_ps(s0, sign), h));
+            s1 = _mm512_add_ps(s1, _mm512_or_ps(_mm512_and_ps(s1, sign), h));
+            o->d = fm_f32_to_f16(d);
+            _mm_storeu_si128((__m128i *)o->q, _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(s0)));
+            _mm_storeu_si128((__m128i *)(o->q + 16), _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(s1)));
+        } else {
+            fm_block_q4_0 *o = (fm_block_q4_0 *)out + b;
+            /* the first element of largest magnitude, with its sign */
+            const __mmask16 e0 = _mm512_cmp_ps_mask(a0, _mm512_set1_ps(amax), _CMP_EQ_OQ);
+            const __mmask16 e1 = _mm512_cmp_ps_mask(a1, _mm512_set1_ps(amax), _CMP_EQ_OQ);
+            const float max = amax == 0.0f ? 0.0f : e0 ? x[b * FM_QBLOCK + __builtin_ctz(e0)]
+                                                       : x[b * FM_QBLOCK + 16 + __builtin_ctz(e1)];
+            const float d = max / -8.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+            const __m512 h = _mm512_set1_ps(8.5f), lim = _mm512_set1_ps(15.0f);
+            __m512i q0 = _mm512_cvttps_epi32(_mm512_add_ps(_mm512_mul_ps(v0, _mm512_set1_ps(id)), h));
+            __m512i q1 = _mm512_cvttps_epi32(_mm512_add_ps(_mm512_mul_ps(v1, _mm512_set1_ps(id)), h));
+            q0 = _mm512_min_epi32(q0, _mm512_cvttps_epi32(lim));
+            q1 = _mm512_min_epi32(q1, _mm512_cvttps_epi32(lim));
+            __m128i lo = _mm512_cvtepi32_epi8(q0), hi = _mm512_cvtepi32_epi8(q1);
+            o->d = fm_f32_to_f16(d);
+            _mm_storeu_si128((__m128i *)o->qs, _mm_or_si128(lo, _mm_slli_epi16(hi, 4)));
+        }
+    }
+}
+
 /* ---- panel-packed GEMM for prefill ----------------------------------------------------------------- */
 
 /* MR activation rows x 32 output columns, accumulated over kb values of k. */
@@ -351,6 +389,7 @@ static const cpu_kernels k_avx512 = {
     .name = "avx512",
     .gemv = {gemv_f32, gemv_f16, gemv_bf16, gemv_q8_0, gemv_q4_0},
     .quantize_x = quantize_x,
+    .quantize_row = quantize_row,
     .gemm = gemm,
     .scan = scan,
     .softplus = softplus,

@@ -110,6 +110,11 @@ static void quantize_x(const float *x, size_t K, cpu_xblock *out) {
     }
 }
 
+static void quantize_row(fm_dtype t, const float *x, void *out, size_t cols) {
+    if (t == FM_DTYPE_Q8_0) fm_quantize_row_q8_0(x, out, cols);
+    else fm_quantize_row_q4_0(x, out, cols);
+}
+
 static void scan(const cpu_scan_args *a, size_t c0, size_t c1) {
     const size_t N = a->d_state;
     for (size_t c = c0; c < c1; c++) {
@@ -140,6 +145,7 @@ static const cpu_kernels k_scalar = {
     .name = "scalar",
     .gemv = {gemv_float, gemv_float, gemv_float, gemv_q8_0, gemv_q4_0},
     .quantize_x = quantize_x,
+    .quantize_row = quantize_row,
     .gemm = NULL,
     .scan = scan,
     .softplus = softplus,

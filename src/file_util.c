@@ -1,4 +1,5 @@
 /* file_util.c - whole-file reads and path joins used while loading a checkpoint. */
+#define _DEFAULT_SOURCE /* madvise, MADV_DONTNEED */
 #include "file_util.h"
 
 #include <errno.h>
@@ -8,6 +9,8 @@
 #include <cjson/cJSON.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdint.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -81,4 +84,12 @@ char *fm_path_join(const char *dir, const char *name) {
     if (a && dir[a - 1] != '/') p[k++] = '/';
     memcpy(p + k, name, b + 1);
     return p;
+}
+
+void fm_release_mapped(const void *p, size_t n) {
+    const long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0 || n == 0) return;
+    uintptr_t b = ((uintptr_t)p + (uintptr_t)page - 1) / (uintptr_t)page * (uintptr_t)page;
+    uintptr_t e = ((uintptr_t)p + n) / (uintptr_t)page * (uintptr_t)page;
+    if (e > b) madvise((void *)b, e - b, MADV_DONTNEED); /* advisory: a failure changes nothing */
 }

@@ -21,6 +21,11 @@ struct cJSON;
    program makes itself. */
 struct cJSON *fm_json_parse(const char *text, size_t len, const char **end);
 
+/* Drop the pages wholly inside [p, p + n) of a read-only file mapping from this process's resident
+   set (MADV_DONTNEED; the page cache keeps them). Used once a tensor has been copied or converted
+   out of the mapped checkpoint, so that loading does not hold the file and the copy at once. */
+void fm_release_mapped(const void *p, size_t n);
+
 /* 1 if path exists (any type). */
 int fm_path_exists(const char *path);
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "file_util.h"
 #include "half.h"
 #include "hash.h"
 
@@ -74,6 +75,9 @@ static fm_status create(loader *L, const char *name, fm_dtype src, const void *d
     fm_model *m = L->m;
     fm_status st = (fm_status)m->ops->weight_create(m->be, &d, out);
     if (st) return st;
+    /* A converted (or device-resident) tensor no longer needs its mapped source pages. */
+    if (persistent && !(d.persistent && store == src))
+        fm_release_mapped(data, (size_t)rows * fm_dtype_row_bytes(src, (size_t)cols));
     m->weight_bytes += m->ops->weight_bytes(*out);
     return FM_OK;
 }

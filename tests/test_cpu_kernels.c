@@ -220,6 +220,30 @@ static void test_quant_formats(void **state) {
     for (int i = 0; i < 32; i++) assert_float_equal(y[i], 0.0f, 0);
 }
 
+/* Weight quantization at load is bit-identical to quant.h in every table. */
+static void test_quantize_row(void **state) {
+    (void)state;
+    const size_t cols = 32 * 24;
+    float *x = malloc(cols * sizeof *x);
+    for (size_t i = 0; i < cols; i++) x[i] = frand() * (i % 96 == 5 ? 30.0f : 1.0f);
+    for (size_t i = 64; i < 96; i++) x[i] = 0.0f;             /* all-zero block */
+    x[100] = 2.0f, x[101] = -2.0f, x[102] = 2.0f;             /* ties for the largest magnitude */
+    x[140] = -3.0f, x[150] = 3.0f;
+    for (size_t i = 192; i < 224; i++) x[i] = (float)(int)(i % 17) - 8.0f; /* exact halves after scaling */
+    fm_block_q8_0 r8[24], g8[24];
+    fm_block_q4_0 r4[24], g4[24];
+    fm_quantize_row_q8_0(x, r8, cols);
+    fm_quantize_row_q4_0(x, r4, cols);
+    for (size_t ti = 0; ti < g_n_tables; ti++) {
+        if (!g_tables[ti]->quantize_row) continue;
+        g_tables[ti]->quantize_row(FM_DTYPE_Q8_0, x, g8, cols);
+        g_tables[ti]->quantize_row(FM_DTYPE_Q4_0, x, g4, cols);
+        assert_memory_equal(g8, r8, sizeof r8);
+        assert_memory_equal(g4, r4, sizeof r4);
+    }
+    free(x);
+}
+
 /* Activation quantization is bit-identical across tables (the integer dots depend on it). */
 static void test_quantize_x(void **state) {
     (void)state;
@@ -366,7 +390,7 @@ static void test_select(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_quant_formats), cmocka_unit_test(test_quantize_x), cmocka_unit_test(test_gemv_float),
+        cmocka_unit_test(test_quant_formats), cmocka_unit_test(test_quantize_x), cmocka_unit_test(test_quantize_row), cmocka_unit_test(test_gemv_float),
         cmocka_unit_test(test_gemv_quant),    cmocka_unit_test(test_gemm),       cmocka_unit_test(test_scan),
         cmocka_unit_test(test_activations),   cmocka_unit_test(test_pool),       cmocka_unit_test(test_select),
     };

@@ -8,6 +8,7 @@
  * (batch 1: fm_session_feed; batch B > 1: fm_decode_batch over B sessions, reported as total tokens/s).
  * Each figure is the median of R repetitions. The decode limit is bandwidth / bytes read per step,
  * where a step reads every weight once except the embedding of an untied model (one row of it).
+ * The bandwidth probe runs after the measurements; "peak RSS" is the high-water mark before it.
  */
 #include "bench.h"
 
@@ -26,7 +27,7 @@ typedef struct bench_opts {
     const char *model;
     fm_context_params cp;
     const char *weights_name;
-    int n_prompt, n_gen, reps, json;
+    int n_prompt, n_gen, reps, json, probe_mib;
     int batches[MAX_BATCHES], n_batches;
 } bench_opts;
 
@@ -104,6 +105,17 @@ static double probe_bandwidth(int threads, size_t bytes) {
     return best;
 }
 
+/* VmHWM of /proc/self/status in bytes; 0 where there is none. */
+static double peak_rss_bytes(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    double kb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmHWM:", 6)) kb = atof(line + 6);
+    if (f) fclose(f);
+    return kb * 1024.0;
+}
+
 /* ---- measurements --------------------------------------------------------------------------------- */
 
 static uint32_t g_rng = 12345;
@@ -176,6 +188,7 @@ static void bench_usage(void) {
            "  -n N                decode steps for the decode tests (default 128; 0 = skip)\n"
            "  -b LIST             decode batch sizes, comma-separated (default 1)\n"
            "  -r N                repetitions; the median is reported (default 3)\n"
+           "      --probe-mib N   bandwidth probe buffer in MiB (default 2048; 0 = no probe)\n"
            "      --json          also print one JSON object with every figure\n");
 }
 
@@ -203,6 +216,7 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
         else if (!strcmp(a, "-p")) ok = parse_int(v, 0, &o->n_prompt);
         else if (!strcmp(a, "-n")) ok = parse_int(v, 0, &o->n_gen);
         else if (!strcmp(a, "-r")) ok = parse_int(v, 1, &o->reps);
+        else if (!strcmp(a, "--probe-mib")) ok = parse_int(v, 0, &o->probe_mib);
         else if (!strcmp(a, "--backend")) {
             if (!strcmp(v, "cpu")) o->cp.backend = FM_BACKEND_CPU;
             else if (!strcmp(v, "cuda")) o->cp.backend = FM_BACKEND_CUDA;
@@ -243,6 +257,7 @@ int falconmamba_bench(int argc, char **argv) {
     o.n_prompt = 512;
     o.n_gen = 128;
     o.reps = 3;
+    o.probe_mib = 2048;
     o.batches[0] = 1;
     o.n_batches = 1;
     int p = parse_opts(argc, argv, &o);
@@ -265,45 +280,48 @@ int falconmamba_bench(int argc, char **argv) {
         step_bytes -= (double)info.n_vocab * info.d_model * (o.cp.weight_type == FM_WEIGHTS_F32 ? 4.0 : 2.0);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     const int threads = o.cp.n_threads > 0 ? o.cp.n_threads : (int)(cores > 0 ? cores : 1);
-    /* The probe reads 2 GiB (several times any last-level cache) with the decode's thread count. */
-    const double gbs = !strcmp(info.backend_name, "cpu") ? probe_bandwidth(threads, (size_t)2 << 30) : 0.0;
-
-    printf("model %s: %d layers, d_model %d, %.2f B params, %.2f GB weights (%s), backend %s, %d threads, "
-           "loaded in %.2f s\n",
-           o.model, info.n_layer, info.d_model, (double)info.n_params / 1e9, (double)info.weight_bytes / 1e9,
-           o.weights_name, info.backend_name, threads, load_s);
-    if (gbs > 0)
-        printf("read bandwidth %.1f GB/s (%d threads) -> batch-1 decode limit %.2f tokens/s\n", gbs, threads,
-               gbs * 1e9 / step_bytes);
-    printf("\n| test | tokens/s | %% of limit |\n|---|---|---|\n");
 
     double pp = 0, tg[MAX_BATCHES] = {0};
     double *v = malloc((size_t)o.reps * sizeof *v);
     int rc = v ? 0 : 1;
     if (!rc && o.n_prompt > 0) {
         for (int r = 0; r < o.reps && !rc; r++) rc = (v[r] = run_pp(ctx, o.n_prompt)) < 0;
-        if (!rc) {
-            pp = median(v, o.reps);
-            printf("| pp%d | %.2f | |\n", o.n_prompt, pp);
-        }
+        if (!rc) pp = median(v, o.reps);
     }
     for (int bi = 0; !rc && o.n_gen > 0 && bi < o.n_batches; bi++) {
+        for (int r = 0; r < o.reps && !rc; r++) rc = (v[r] = run_tg(ctx, o.batches[bi], o.n_gen)) < 0;
+        if (!rc) tg[bi] = median(v, o.reps);
+    }
+    /* Peak resident memory so far (before the probe's own buffer). */
+    const double peak_rss_gb = peak_rss_bytes() / 1e9;
+    /* The probe reads 2 GiB by default (several times any last-level cache) with the decode's thread
+       count, after the measurements so that its buffer is not counted in the peak RSS. */
+    const double gbs = !rc && o.probe_mib > 0 && !strcmp(info.backend_name, "cpu")
+                           ? probe_bandwidth(threads, (size_t)o.probe_mib << 20)
+                           : 0.0;
+
+    printf("model %s: %d layers, d_model %d, %.2f B params, %.2f GB weights (%s), backend %s, %d threads, "
+           "loaded in %.2f s, peak RSS %.2f GB\n",
+           o.model, info.n_layer, info.d_model, (double)info.n_params / 1e9, (double)info.weight_bytes / 1e9,
+           o.weights_name, info.backend_name, threads, load_s, peak_rss_gb);
+    if (gbs > 0)
+        printf("read bandwidth %.1f GB/s (%d threads) -> batch-1 decode limit %.2f tokens/s\n", gbs, threads,
+               gbs * 1e9 / step_bytes);
+    printf("\n| test | tokens/s | %% of limit |\n|---|---|---|\n");
+    if (!rc && o.n_prompt > 0) printf("| pp%d | %.2f | |\n", o.n_prompt, pp);
+    for (int bi = 0; !rc && o.n_gen > 0 && bi < o.n_batches; bi++) {
         const int b = o.batches[bi];
-        for (int r = 0; r < o.reps && !rc; r++) rc = (v[r] = run_tg(ctx, b, o.n_gen)) < 0;
-        if (rc) break;
-        tg[bi] = median(v, o.reps);
         /* A batch of b reads the weights once per step for all b sequences: its limit is b times batch 1's. */
         const double limit = gbs > 0 ? gbs * 1e9 / step_bytes * b : 0;
         if (limit > 0) printf("| tg%d b%d | %.2f | %.1f%% |\n", o.n_gen, b, tg[bi], 100.0 * tg[bi] / limit);
         else printf("| tg%d b%d | %.2f | |\n", o.n_gen, b, tg[bi]);
-        fflush(stdout);
     }
     if (!rc && o.json) {
         printf("{\"model\": \"%s\", \"backend\": \"%s\", \"weights\": \"%s\", \"threads\": %d, \"n_params\": %llu, "
-               "\"weight_bytes\": %llu, \"step_bytes\": %.0f, \"load_s\": %.3f, \"bandwidth_gbs\": %.2f, "
-               "\"pp_tokens\": %d, \"pp_tps\": %.3f, \"tg_tokens\": %d, \"tg\": [",
+               "\"weight_bytes\": %llu, \"step_bytes\": %.0f, \"load_s\": %.3f, \"peak_rss_gb\": %.3f, "
+               "\"bandwidth_gbs\": %.2f, \"pp_tokens\": %d, \"pp_tps\": %.3f, \"tg_tokens\": %d, \"tg\": [",
                o.model, info.backend_name, o.weights_name, threads, (unsigned long long)info.n_params,
-               (unsigned long long)info.weight_bytes, step_bytes, load_s, gbs, o.n_prompt, pp, o.n_gen);
+               (unsigned long long)info.weight_bytes, step_bytes, load_s, peak_rss_gb, gbs, o.n_prompt, pp, o.n_gen);
         for (int bi = 0; bi < o.n_batches; bi++)
             printf("%s{\"batch\": %d, \"tps\": %.3f, \"fraction_of_limit\": %.4f}", bi ? ", " : "", o.batches[bi],
                    tg[bi], gbs > 0 ? tg[bi] / (gbs * 1e9 / step_bytes * o.batches[bi]) : 0.0);

@@ -118,8 +118,11 @@ typedef struct fm_context_params {
 FM_API void fm_context_params_init(fm_context_params *p);
 
 /* Load a HuggingFace FalconMamba / Mamba checkpoint directory: config.json plus model.safetensors
-   or model.safetensors.index.json with its shards. Weights are copied into backend memory; the
-   files are closed before this returns. p may be NULL (defaults). On success *out owns the model. */
+   or model.safetensors.index.json with its shards. On the CPU backend, tensors already stored in
+   the requested type are used in place from the read-only memory-mapped files, which then stay
+   mapped until fm_context_close (do not rewrite them meanwhile); everything else is converted into
+   backend memory and its file pages released. p may be NULL (defaults). On success *out owns the
+   model. */
 FM_API fm_status fm_context_open(const char *model_path, const fm_context_params *p, fm_context **out);
 
 /* Free the context. All its sessions must be closed first. NULL is fine. */

@@ -15,7 +15,7 @@ ALL="safetensors index config tokenizer_json tokenizer_encode tokenizer_config c
 TARGETS=${*:-$ALL}
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 
-cmake -S . -B "$BUILD" -DCMAKE_C_COMPILER=clang -DFM_FUZZ=ON -DFM_SANITIZE=ON -DFM_OPENBLAS=OFF \
+cmake -S . -B "$BUILD" -DCMAKE_C_COMPILER=clang -DFM_FUZZ=ON -DFM_SANITIZE=ON -DFM_OPENBLAS=OFF -DFM_CUDA=OFF \
   -DFM_BUILD_EXAMPLES=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$BUILD" --target fuzz_all -j "$JOBS" >/dev/null
 

@@ -16,7 +16,7 @@ cd "$(dirname "$0")/../.."
 BUILD=${1:-build-vg}
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 VG="valgrind;--error-exitcode=1;--leak-check=full;--errors-for-leak-kinds=definite,indirect;--show-leak-kinds=definite,indirect;--quiet"
-cmake -S . -B "$BUILD" -DFM_BUILD_TESTS=ON -DFM_OPENBLAS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+cmake -S . -B "$BUILD" -DFM_BUILD_TESTS=ON -DFM_OPENBLAS=OFF -DFM_CUDA=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_C_FLAGS=-DFM_NO_PCRE2_JIT "-DCMAKE_CROSSCOMPILING_EMULATOR=$VG" >/dev/null
 cmake --build "$BUILD" -j "$JOBS" >/dev/null
 cd "$BUILD"

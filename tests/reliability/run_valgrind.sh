@@ -6,7 +6,8 @@
 # JIT (-DFM_NO_PCRE2_JIT: memcheck cannot follow JIT-generated code and reports its reads as
 # uninitialised; the interpreter runs the same patterns).
 # Left out, by label: "soak" (test_soak: 100,000 decode steps, far too slow under valgrind; it runs
-# natively in the other builds) and "nomemcheck" (test_alloc_fail replaces malloc itself).
+# natively in the other builds), "nomemcheck" (test_alloc_fail replaces malloc itself) and "cuda"
+# (the CUDA module is not built here: the GPU driver cannot run under valgrind).
 # Not wrapped (their command is a script, not a program): test_install, test_python,
 # test_header_compile and the examples' output checks.
 # FM_TEST_NO_TIMING: test_tokenizer's speed assertions are meaningless under valgrind.
@@ -20,4 +21,4 @@ cmake -S . -B "$BUILD" -DFM_BUILD_TESTS=ON -DFM_OPENBLAS=OFF -DFM_CUDA=OFF -DCMA
   -DCMAKE_C_FLAGS=-DFM_NO_PCRE2_JIT "-DCMAKE_CROSSCOMPILING_EMULATOR=$VG" >/dev/null
 cmake --build "$BUILD" -j "$JOBS" >/dev/null
 cd "$BUILD"
-FM_TEST_NO_TIMING=1 ctest -j "$JOBS" -LE 'soak|nomemcheck' --timeout 1500 --output-on-failure
+FM_TEST_NO_TIMING=1 ctest -j "$JOBS" -LE 'soak|nomemcheck|cuda' --timeout 1500 --output-on-failure

@@ -211,6 +211,16 @@ static int cu_init(const fm_backend_host *host, const fm_backend_config *cfg, vo
     if (st == FM_BE_OK)
         st = cu_err(be, cudaDeviceGetAttribute(&be->sm_count, cudaDevAttrMultiProcessorCount, be->device),
                     "cudaDeviceGetAttribute");
+    if (st == FM_BE_OK) {
+        /* Programmatic dependent launch: sm_90+ only; off for good once an older device is opened. */
+        static int pdl_off;
+        int major = 0;
+        const char *pd = env_str("FM_CUDA_PDL");
+        if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, be->device) != cudaSuccess || major < 9 ||
+            (pd && strcmp(pd, "0") == 0))
+            pdl_off = 1;
+        cuk_set_pdl(!pdl_off);
+    }
     if (st == FM_BE_OK) st = cu_err(be, cudaStreamCreateWithFlags(&be->stream, cudaStreamNonBlocking), "cudaStreamCreate");
     if (st == FM_BE_OK) st = cu_blas_err(be, cublasCreate(&be->blas), "cublasCreate");
     if (st == FM_BE_OK) st = cu_blas_err(be, cublasSetStream(be->blas, be->stream), "cublasSetStream");

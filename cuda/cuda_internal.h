@@ -45,6 +45,10 @@ typedef struct cu_segtab {
 /* Tokens passed by value to the embedding kernel (eager mode); in graphs they come from a device array. */
 #define CU_MAX_TOK_PARAM 512
 
+/* Programmatic dependent launch for the decode-path kernels (k_common.cuh); set by the host at
+   context open: on when every device opened so far is sm_90+ and FM_CUDA_PDL is not 0. */
+void cuk_set_pdl(int on);
+
 /* Kernel launchers (cuda/k_*.cu). Each enqueues on stream and returns cudaGetLastError(). */
 cudaError_t cuk_embed(cudaStream_t s, cu_wview E, const int32_t *tok_host, const int32_t *tok_dev, int n, float *x);
 cudaError_t cuk_rmsnorm(cudaStream_t s, const float *x, const float *w, int n, int d, float eps, float *y);

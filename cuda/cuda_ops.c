@@ -199,7 +199,7 @@ int cu_ssm(void *vbe, const fm_ssm_args *a) {
     /* One sequence: the fused step kernel (its dt_proj dot reads the matrix once). Several: the fused
        kernel would read dt_proj once per sequence, so delta comes from one matrix product for all
        rows, then the scan (below). */
-    if (a->n_segs == 1 && all_single(a->segs, a->n_segs)) {
+    if (a->n_segs == 1 && all_single(a->segs, a->n_segs) && a->dt_rank <= 512) {
         for (size_t s0 = 0; st == FM_BE_OK && s0 < a->n_segs; s0 += CU_MAX_SEGS) {
             size_t cnt = a->n_segs - s0 < CU_MAX_SEGS ? a->n_segs - s0 : CU_MAX_SEGS;
             if ((st = segtab(be, a->segs, s0, cnt, &t))) break;

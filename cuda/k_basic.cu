@@ -1,11 +1,16 @@
 /* k_basic.cu - embedding, rmsnorm, bias, weight conversion/quantization, activation narrowing. */
 #include "k_common.cuh"
 
+int cuk_pdl_on;
+extern "C" void cuk_set_pdl(int on) { cuk_pdl_on = on; }
+
 struct tok_param {
     int32_t t[CU_MAX_TOK_PARAM];
 };
 
 __global__ void k_embed(cu_wview E, tok_param tp, const int32_t *tok_dev, float *x) {
+    pdl_trigger();
+    pdl_wait();
     const int r = blockIdx.y;
     const int64_t tok = tok_dev ? tok_dev[r] : tp.t[r];
     const int64_t cols = E.cols;
@@ -19,8 +24,7 @@ extern "C" cudaError_t cuk_embed(cudaStream_t s, cu_wview E, const int32_t *tok_
     if (bx > 64) bx = 64;
     if (tok_dev) {
         tok_param tp = {};
-        k_embed<<<dim3(bx, n), 256, 0, s>>>(E, tp, tok_dev, x);
-        return cudaGetLastError();
+        return cuk_launch(k_embed, dim3(bx, n), dim3(256), 0, s, E, tp, tok_dev, x);
     }
     for (int r0 = 0; r0 < n; r0 += CU_MAX_TOK_PARAM) {
         int m = n - r0 < CU_MAX_TOK_PARAM ? n - r0 : CU_MAX_TOK_PARAM;
@@ -46,6 +50,8 @@ __device__ double block_sum_d(double v, double *sh) {
 }
 
 __global__ void k_rmsnorm(const float *x, const float *w, int d, float eps, float *y) {
+    pdl_trigger();
+    pdl_wait();
     __shared__ double sh[32];
     const float *xr = x + (size_t)blockIdx.x * d;
     float *yr = y + (size_t)blockIdx.x * d;
@@ -58,8 +64,7 @@ __global__ void k_rmsnorm(const float *x, const float *w, int d, float eps, floa
 
 extern "C" cudaError_t cuk_rmsnorm(cudaStream_t s, const float *x, const float *w, int n, int d, float eps, float *y) {
     if (n <= 0) return cudaSuccess;
-    k_rmsnorm<<<n, d >= 2048 ? 512 : 256, 0, s>>>(x, w, d, eps, y);
-    return cudaGetLastError();
+    return cuk_launch(k_rmsnorm, dim3(n), dim3(d >= 2048 ? 512 : 256), 0, s, x, w, d, eps, y);
 }
 
 __global__ void k_add_bias(float *y, const float *b, int rows, size_t total) {

@@ -7,6 +7,45 @@
 
 #include "cuda_internal.h"
 
+#include <utility>
+
+/* Programmatic dependent launch (Hopper and later). Decode-path kernels are launched with
+   cudaLaunchAttributeProgrammaticStreamSerialization (cuk_launch below, when cuk_pdl_on): a kernel
+   may then start while its predecessor is still running. Each such kernel calls pdl_trigger() at its
+   start (its successor may be scheduled once all of its blocks run) and pdl_wait() before it reads
+   anything an earlier kernel wrote or writes anything at all; before the wait it reads only weights
+   (constant while the model runs), so the next matrix's first loads overlap the previous kernel's
+   tail. Without the attribute (or before sm_90) both are no-ops. */
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" :::);
+#endif
+}
+
+extern int cuk_pdl_on;
+
+template <typename... KArgs, typename... Args>
+static cudaError_t cuk_launch(void (*k)(KArgs...), dim3 grid, dim3 block, size_t shm, cudaStream_t s,
+                              Args &&...args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = shm;
+    cfg.stream = s;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = cuk_pdl_on ? 1 : 0;
+    cudaError_t e = cudaLaunchKernelEx(&cfg, k, std::forward<Args>(args)...);
+    return e != cudaSuccess ? e : cudaGetLastError();
+}
+
 __device__ __forceinline__ float bf16_bits_to_f32(unsigned short h) { return __uint_as_float((unsigned)h << 16); }
 __device__ __forceinline__ float f16_bits_to_f32(unsigned short h) {
     return __half2float(__ushort_as_half(h));

@@ -8,18 +8,33 @@
 
 __global__ void k_conv_decode(cu_segtab t, const float *in, size_t ld_in, float *out, const float *w, const float *b,
                               int di, int K) {
+    pdl_trigger();
     const int c = blockIdx.x * blockDim.x + threadIdx.x, s = blockIdx.y;
-    if (c >= di) return;
+    const int cc = c < di ? c : di - 1;
+    /* weights before the wait (programmatic dependent launch, k_common.cuh) */
     const int km1 = K - 1;
+    const float *wc = w + (size_t)cc * K;
+    float wr[MAX_K];
+#pragma unroll
+    for (int k = 0; k < MAX_K; k++) wr[k] = k < K ? wc[k] : 0.0f;
+    const float bias = b ? b[cc] : 0.0f;
+    pdl_wait();
+    if (c >= di) return;
     float *st = seg_conv(t, s) + (size_t)c * km1;
     const size_t r = (size_t)t.row0[s];
     const float x = in[r * ld_in + c];
-    const float *wc = w + (size_t)c * K;
-    float acc = b ? b[c] : 0.0f;
-    for (int k = 0; k < km1; k++) acc += wc[k] * st[k];
-    acc += wc[km1] * x;
+    float sv[MAX_K];
+#pragma unroll
+    for (int k = 0; k < MAX_K - 1; k++) sv[k] = k < km1 ? st[k] : 0.0f;
+    float acc = bias;
+#pragma unroll
+    for (int k = 0; k < MAX_K - 1; k++)
+        if (k < km1) acc += wr[k] * sv[k];
+    acc += wr[km1 < MAX_K ? km1 : 0] * x;
     out[r * di + c] = silu_f(acc);
-    for (int j = 0; j + 1 < km1; j++) st[j] = st[j + 1];
+#pragma unroll
+    for (int j = 0; j < MAX_K - 2; j++)
+        if (j + 1 < km1) st[j] = sv[j + 1];
     if (km1 > 0) st[km1 - 1] = x;
 }
 
@@ -67,8 +82,7 @@ extern "C" cudaError_t cuk_conv(cudaStream_t s, const cu_segtab *t, int decode, 
     if (K < 1 || K > MAX_K) return cudaErrorInvalidValue;
     const int bx = (di + 127) / 128;
     if (decode) {
-        k_conv_decode<<<dim3(bx, t->n), 128, 0, s>>>(*t, in, ld_in, out, w, b, di, K);
-        return cudaGetLastError();
+        return cuk_launch(k_conv_decode, dim3(bx, t->n), dim3(128), 0, s, *t, in, ld_in, out, w, b, di, K);
     }
     const int lo = t->row0[0], hi = t->row0[t->n - 1] + t->nrows[t->n - 1];
     for (int r = lo; r < hi; r += 65535) {

@@ -1,81 +1,106 @@
 /* k_gemv.cu - the decode matrix-vector product, y[n][rows] (+)= x[n][cols] W^T + b for n <= 8.
  *
  * Bandwidth-bound: every weight byte is read once per call, with 128-bit streaming loads
- * (ld.global.nc, no L1 allocation, so L1 keeps the activations) and U independent loads per lane in
- * flight. A warp owns RPW rows (the activations it loads serve RPW rows) and a slice of the columns;
- * the 8 warps of a block split the columns of their rows ksplit ways (split-K, reduced in shared
- * memory, no atomics: results are deterministic) when there are too few rows to fill the GPU.
- * Activations stay fp32; weights are widened in registers (quantized blocks: the dot of the 32 quants
- * with x, times the block's scale).
+ * (ld.global.nc, no L1 allocation, so L1 keeps the activations). A warp owns RPW rows (the
+ * activations it loads serve RPW rows) and a slice of the columns; each lane keeps U x RPW 16-byte
+ * granules in flight and the loop is software-pipelined (the next batch of loads is issued before the
+ * current one is multiplied), so 2 x U x RPW loads per lane are outstanding. The 8 warps of a block
+ * split the columns of their rows ksplit ways (split-K, reduced in shared memory, no atomics:
+ * deterministic) only when there are too few rows to fill the GPU (x_proj, out_proj). The first batch
+ * of weights is loaded before pdl_wait(), so under programmatic dependent launch it overlaps the
+ * previous kernel. Activations stay fp32 (loaded once per granule for all RPW rows); weights are
+ * widened in registers without int->float conversions: bf16/f16 by shifts, Q8_0 by a byte permute
+ * into the mantissa of 2^23 and one subtraction, Q4_0 by masking a nibble into the mantissa of 2^23
+ * and one exact fma (see dequant_*), then the block's sum times its fp16 scale.
  */
 #include "k_common.cuh"
 
 __device__ __forceinline__ uint4 ld_stream(const void *p) {
     uint4 r;
-    asm("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];"
-        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-        : "l"(p));
+    asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+                 : "l"(p));
     return r;
 }
 
 __device__ __forceinline__ float4 ld_x(const float *p) { return __ldg(reinterpret_cast<const float4 *>(p)); }
 
+/* E: elements per 16-byte granule; GPB: granules per quant block (scale index = g / GPB). */
 template <int WT> struct wt_traits;
-template <> struct wt_traits<CU_F32> { enum { E = 4, QW = 1, U = 4 }; };
-template <> struct wt_traits<CU_F16> { enum { E = 8, QW = 1, U = 4 }; };
-template <> struct wt_traits<CU_BF16> { enum { E = 8, QW = 1, U = 4 }; };
-template <> struct wt_traits<CU_Q8_0> { enum { E = 32, QW = 2, U = 2 }; };
-template <> struct wt_traits<CU_Q4_0> { enum { E = 32, QW = 1, U = 4 }; };
+template <> struct wt_traits<CU_F32> { enum { E = 4, GPB = 0 }; };
+template <> struct wt_traits<CU_F16> { enum { E = 8, GPB = 0 }; };
+template <> struct wt_traits<CU_BF16> { enum { E = 8, GPB = 0 }; };
+template <> struct wt_traits<CU_Q8_0> { enum { E = 16, GPB = 2 }; };
+template <> struct wt_traits<CU_Q4_0> { enum { E = 32, GPB = 1 }; };
 
-__device__ __forceinline__ float lo16(unsigned v) { return __uint_as_float(v << 16); }
-__device__ __forceinline__ float hi16(unsigned v) { return __uint_as_float(v & 0xffff0000u); }
 __device__ __forceinline__ float2 h2f(unsigned v) {
     __half2 h = *reinterpret_cast<__half2 *>(&v);
     return __half22float2(h);
 }
-__device__ __forceinline__ float sbyte(unsigned v, int i) { return (float)(signed char)((v >> (8 * i)) & 0xff); }
 
-__device__ __forceinline__ float dot4(float4 a, float b0, float b1, float b2, float b3) {
-    return a.x * b0 + a.y * b1 + a.z * b2 + a.w * b3;
+/* 16 int8 -> fp32: byte k of (q ^ 0x80808080) = b + 128 placed in the low mantissa bits of 2^23
+   (one byte permute), minus 2^23 + 128: exactly b. */
+__device__ __forceinline__ void dequant_q8(const uint4 &w, float *o) {
+    const unsigned q[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const unsigned t = q[i] ^ 0x80808080u;
+#pragma unroll
+        for (int k = 0; k < 4; k++) o[4 * i + k] = __uint_as_float(__byte_perm(t, 0x4B000000u, 0x7540u + k)) - 8388736.0f;
+    }
 }
 
-/* The dot of one granule (E elements) of a weight row with x (at the granule's columns). */
-template <int WT>
-__device__ __forceinline__ float granule_dot(const uint4 *w, float scale, const float *xp) {
+/* 32 nibbles (quant.h order: byte j = element j low, element j + 16 high) -> fp32 (n - 8): nibble k of
+   a 16-bit half-word masked into 2^23's mantissa is 2^23 + n 16^k; fma(f, 16^-k, -(2^23 16^-k + 8))
+   is exactly n - 8 (one rounding of an exact value). */
+__device__ __forceinline__ float nib(unsigned v, int k) {
+    const float f = __uint_as_float(0x4B000000u | (v & (0xFu << (4 * k))));
+    const float sc = k == 0 ? 1.0f : k == 1 ? 0.0625f : k == 2 ? 0.00390625f : 0.000244140625f;
+    const float c = k == 0 ? -8388616.0f : k == 1 ? -524296.0f : k == 2 ? -32776.0f : -2056.0f;
+    return fmaf(f, sc, c);
+}
+__device__ __forceinline__ void dequant_q4(const uint4 &w, float *o) {
+    const unsigned q[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const unsigned a = q[i], b = q[i] >> 16;
+        o[4 * i + 0] = nib(a, 0);
+        o[16 + 4 * i + 0] = nib(a, 1);
+        o[4 * i + 1] = nib(a, 2);
+        o[16 + 4 * i + 1] = nib(a, 3);
+        o[4 * i + 2] = nib(b, 0);
+        o[16 + 4 * i + 2] = nib(b, 1);
+        o[4 * i + 3] = nib(b, 2);
+        o[16 + 4 * i + 3] = nib(b, 3);
+    }
+}
+
+/* One granule's E weights widened to fp32 (quantized: unscaled quants). */
+template <int WT> __device__ __forceinline__ void widen(const uint4 &w, float *o) {
     if constexpr (WT == CU_F32) {
-        float4 a = ld_x(xp);
-        return a.x * __uint_as_float(w[0].x) + a.y * __uint_as_float(w[0].y) + a.z * __uint_as_float(w[0].z) +
-               a.w * __uint_as_float(w[0].w);
+        o[0] = __uint_as_float(w.x);
+        o[1] = __uint_as_float(w.y);
+        o[2] = __uint_as_float(w.z);
+        o[3] = __uint_as_float(w.w);
     } else if constexpr (WT == CU_BF16) {
-        float4 a = ld_x(xp), b = ld_x(xp + 4);
-        return dot4(a, lo16(w[0].x), hi16(w[0].x), lo16(w[0].y), hi16(w[0].y)) +
-               dot4(b, lo16(w[0].z), hi16(w[0].z), lo16(w[0].w), hi16(w[0].w));
+        const unsigned q[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            o[2 * i] = __uint_as_float(q[i] << 16);
+            o[2 * i + 1] = __uint_as_float(q[i] & 0xffff0000u);
+        }
     } else if constexpr (WT == CU_F16) {
-        float4 a = ld_x(xp), b = ld_x(xp + 4);
-        float2 p0 = h2f(w[0].x), p1 = h2f(w[0].y), p2 = h2f(w[0].z), p3 = h2f(w[0].w);
-        return dot4(a, p0.x, p0.y, p1.x, p1.y) + dot4(b, p2.x, p2.y, p3.x, p3.y);
+        const unsigned q[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            float2 f = h2f(q[i]);
+            o[2 * i] = f.x;
+            o[2 * i + 1] = f.y;
+        }
     } else if constexpr (WT == CU_Q8_0) {
-        const unsigned q[8] = {w[0].x, w[0].y, w[0].z, w[0].w, w[1].x, w[1].y, w[1].z, w[1].w};
-        float s = 0.0f;
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-            float4 a = ld_x(xp + 4 * j);
-            s += dot4(a, sbyte(q[j], 0), sbyte(q[j], 1), sbyte(q[j], 2), sbyte(q[j], 3));
-        }
-        return s * scale;
-    } else { /* Q4_0: byte j holds element j (low nibble) and j + 16 (high nibble) */
-        const unsigned q[4] = {w[0].x, w[0].y, w[0].z, w[0].w};
-        float s = 0.0f;
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            float4 a = ld_x(xp + 4 * j), b = ld_x(xp + 16 + 4 * j);
-            const unsigned v = q[j];
-            s += dot4(a, (float)((int)(v & 15) - 8), (float)((int)((v >> 8) & 15) - 8),
-                      (float)((int)((v >> 16) & 15) - 8), (float)((int)((v >> 24) & 15) - 8));
-            s += dot4(b, (float)((int)((v >> 4) & 15) - 8), (float)((int)((v >> 12) & 15) - 8),
-                      (float)((int)((v >> 20) & 15) - 8), (float)((int)((v >> 28) & 15) - 8));
-        }
-        return s * scale;
+        dequant_q8(w, o);
+    } else {
+        dequant_q4(w, o);
     }
 }
 
@@ -86,11 +111,75 @@ template <int WT> __device__ __forceinline__ size_t row_bytes(int64_t cols) {
     else return (size_t)cols * 2;
 }
 
-template <int WT, int NB, int RPW>
-__global__ void __launch_bounds__(256) k_gemv(cu_wview W, const float *__restrict__ bias, const float *__restrict__ x,
+template <int WT, int RPW, int U>
+__device__ __forceinline__ void load_batch(uint4 (&wv)[U][RPW], float (&sc)[U][RPW], const unsigned char *const *wrow,
+                                           const unsigned short *const *srow, int g0, int step, int ngran) {
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+        const int g = g0 + u * step;
+#pragma unroll
+        for (int r = 0; r < RPW; r++) {
+            if (g < ngran) {
+                wv[u][r] = ld_stream(wrow[r] + (size_t)g * 16);
+                if constexpr (wt_traits<WT>::GPB > 0) sc[u][r] = f16_bits_to_f32(__ldg(srow[r] + g / wt_traits<WT>::GPB));
+                else sc[u][r] = 1.0f;
+            } else {
+                wv[u][r] = make_uint4(0, 0, 0, 0);
+                sc[u][r] = 0.0f;
+            }
+        }
+    }
+}
+
+template <int E> __device__ __forceinline__ void load_xv(const float *xp, float *xv) {
+#pragma unroll
+    for (int j = 0; j < E / 4; j++) {
+        float4 a = ld_x(xp + 4 * j);
+        xv[4 * j] = a.x;
+        xv[4 * j + 1] = a.y;
+        xv[4 * j + 2] = a.z;
+        xv[4 * j + 3] = a.w;
+    }
+}
+
+template <int WT, int NB, int RPW, int U>
+__device__ __forceinline__ void mul_batch(const uint4 (&wv)[U][RPW], const float (&sc)[U][RPW], float (&acc)[RPW][NB],
+                                          const float *__restrict__ x, int64_t cols, int g0, int step, int ngran) {
+    constexpr int E = wt_traits<WT>::E;
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+        const int g = g0 + u * step;
+        if (g >= ngran) break;
+        /* batch 1: the granule's activations once for all rows; more: each row widened once, the
+           activations (L1 hits) reloaded per row */
+        float xv[E];
+        if constexpr (NB == 1) load_xv<E>(x + (size_t)g * E, xv);
+#pragma unroll
+        for (int r = 0; r < RPW; r++) {
+            float w[E];
+            widen<WT>(wv[u][r], w);
+#pragma unroll
+            for (int b = 0; b < NB; b++) {
+                if constexpr (NB > 1) load_xv<E>(x + (size_t)b * cols + (size_t)g * E, xv);
+                float s0 = 0.0f, s1 = 0.0f; /* two chains: shorter dependency */
+#pragma unroll
+                for (int e = 0; e < E; e += 2) {
+                    s0 = fmaf(w[e], xv[e], s0);
+                    s1 = fmaf(w[e + 1], xv[e + 1], s1);
+                }
+                const float s = s0 + s1;
+                if constexpr (wt_traits<WT>::GPB > 0) acc[r][b] = fmaf(s, sc[u][r], acc[r][b]);
+                else acc[r][b] += s;
+            }
+        }
+    }
+}
+
+template <int WT, int NB, int RPW, int U>
+__global__ void __launch_bounds__(256, NB == 1 ? 2 : 1) k_gemv(cu_wview W, const float *__restrict__ bias, const float *__restrict__ x,
                                               float *__restrict__ y, int accumulate, int ks_log2) {
-    typedef wt_traits<WT> T;
-    constexpr int E = T::E, QW = T::QW, U = T::U;
+    pdl_trigger();
+    constexpr int E = wt_traits<WT>::E;
     const int ksplit = 1 << ks_log2;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int kidx = warp & (ksplit - 1), rg = warp >> ks_log2;
@@ -114,34 +203,26 @@ __global__ void __launch_bounds__(256) k_gemv(cu_wview W, const float *__restric
 #pragma unroll
         for (int b = 0; b < NB; b++) acc[r][b] = 0.0f;
 
-    const int step = 32 * ksplit;
-    for (int g0 = kidx * 32 + lane; g0 < ngran; g0 += step * U) {
-        uint4 wv[U][RPW][QW];
-        float sc[U][RPW];
+    const int step = 32 * ksplit, stride = step * U;
+    int g0 = kidx * 32 + lane;
+    uint4 wa[U][RPW];
+    float sa[U][RPW];
+    load_batch<WT, RPW, U>(wa, sa, wrow, srow, g0, step, ngran); /* weights only: before the wait */
+    pdl_wait();
+    for (; g0 < ngran; g0 += stride) {
+        uint4 wb[U][RPW];
+        float sb[U][RPW];
+        const int gn = g0 + stride;
+        if (gn < ngran) load_batch<WT, RPW, U>(wb, sb, wrow, srow, gn, step, ngran);
+        mul_batch<WT, NB, RPW, U>(wa, sa, acc, x, cols, g0, step, ngran);
+        if (gn < ngran) {
 #pragma unroll
-        for (int u = 0; u < U; u++) {
-            const int g = g0 + u * step;
+            for (int u = 0; u < U; u++)
 #pragma unroll
-            for (int r = 0; r < RPW; r++) {
-                if (g < ngran) {
-#pragma unroll
-                    for (int q = 0; q < QW; q++) wv[u][r][q] = ld_stream(wrow[r] + (size_t)g * 16 * QW + 16 * q);
-                    if constexpr (WT == CU_Q8_0 || WT == CU_Q4_0) sc[u][r] = f16_bits_to_f32(__ldg(srow[r] + g));
-                    else sc[u][r] = 1.0f;
+                for (int r = 0; r < RPW; r++) {
+                    wa[u][r] = wb[u][r];
+                    sa[u][r] = sb[u][r];
                 }
-            }
-        }
-#pragma unroll
-        for (int u = 0; u < U; u++) {
-            const int g = g0 + u * step;
-            if (g < ngran) {
-#pragma unroll
-                for (int b = 0; b < NB; b++) {
-                    const float *xp = x + (size_t)b * cols + (size_t)g * E;
-#pragma unroll
-                    for (int r = 0; r < RPW; r++) acc[r][b] += granule_dot<WT>(wv[u][r], sc[u][r], xp);
-                }
-            }
         }
     }
 #pragma unroll
@@ -200,19 +281,27 @@ __global__ void k_gemv_generic(cu_wview W, const float *bias, const float *x, in
     }
 }
 
+/* Rows per warp and loads per lane per row in one batch: batch 1 amortises the activations over more
+   rows for the quantized types (their granules hold 16 / 32 elements); batches > 1 keep 2 rows. */
+template <int WT, int NB> struct gemv_cfg {
+    enum {
+        RPW = NB == 1 && (WT == CU_Q8_0 || WT == CU_Q4_0) ? 4 : 2,
+        U = NB == 1 ? (WT == CU_Q4_0 ? 1 : WT == CU_Q8_0 ? 2 : 4) : (WT == CU_Q8_0 || WT == CU_Q4_0 ? 1 : 2)
+    };
+};
+
 template <int WT, int NB> static cudaError_t launch_nb(cudaStream_t s, cu_wview W, const float *b, const float *x,
                                                         float *y, int acc, int sm_count) {
-    constexpr int RPW = NB == 1 ? 2 : 4;
+    constexpr int RPW = gemv_cfg<WT, NB>::RPW, U = gemv_cfg<WT, NB>::U;
     constexpr int E = wt_traits<WT>::E;
     const int64_t ngran = W.cols / E;
     const int64_t warps = (W.rows + RPW - 1) / RPW;
-    const int64_t target = (int64_t)sm_count * 48;
+    const int64_t target = (int64_t)sm_count * 32; /* two 8-warp blocks per SM, twice over */
     int ks_log2 = 0;
-    while (ks_log2 < 3 && warps * (1 << ks_log2) < target && ngran / (32 * (2 << ks_log2)) >= 1) ks_log2++;
+    while (ks_log2 < 3 && warps * (1 << ks_log2) < target && ngran / (32 * (2 << ks_log2)) >= U) ks_log2++;
     const int64_t rows_per_block = (int64_t)RPW * (8 >> ks_log2);
     const int64_t blocks = (W.rows + rows_per_block - 1) / rows_per_block;
-    k_gemv<WT, NB, RPW><<<(unsigned)blocks, 256, 0, s>>>(W, b, x, y, acc, ks_log2);
-    return cudaGetLastError();
+    return cuk_launch(k_gemv<WT, NB, RPW, U>, dim3((unsigned)blocks), dim3(256), 0, s, W, b, x, y, acc, ks_log2);
 }
 
 template <int WT> static cudaError_t launch_wt(cudaStream_t s, cu_wview W, const float *b, const float *x, int n,
@@ -232,8 +321,8 @@ template <int WT> static cudaError_t launch_wt(cudaStream_t s, cu_wview W, const
 extern "C" cudaError_t cuk_gemv(cudaStream_t s, cu_wview W, const float *b, const float *x, int n, float *y,
                                 int accumulate, int sm_count) {
     if (n < 1 || n > CU_GEMV_MAX_N) return cudaErrorInvalidValue;
-    int E = W.dtype == CU_F32 ? 4 : W.dtype == CU_F16 || W.dtype == CU_BF16 ? 8 : 32;
-    const int fast = W.cols % E == 0 && ((uintptr_t)x & 15) == 0 && ((uintptr_t)W.data & 15) == 0 && W.cols >= E;
+    int E = W.dtype == CU_F32 ? 4 : W.dtype == CU_F16 || W.dtype == CU_BF16 ? 8 : W.dtype == CU_Q8_0 ? 16 : 32;
+    const int fast = W.cols % E == 0 && W.cols / E < (1 << 30) && (!W.scales || ((uintptr_t)W.scales & 1) == 0) && ((uintptr_t)x & 15) == 0 && ((uintptr_t)W.data & 15) == 0 && W.cols >= E;
     if (!fast) {
         int64_t blocks = (W.rows + 7) / 8;
         k_gemv_generic<<<(unsigned)blocks, 256, 0, s>>>(W, b, x, n, y, accumulate);

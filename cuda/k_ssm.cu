@@ -62,44 +62,71 @@ __device__ void norm_row(const float *row, int R, int N, int norm, float eps, fl
     __syncthreads();
 }
 
+#define DT_MAXJ 32 /* dt_proj elements per lane held in registers: dt_rank <= 512 */
+
 __global__ void __launch_bounds__(256) k_ssm_decode(cu_segtab t, cu_ssm_params p) {
+    pdl_trigger();
     extern __shared__ float sh[]; /* R + 2N floats */
     __shared__ double red[3 * 8];
     const int s = blockIdx.y;
-    const int r = t.row0[s];
     const int R = p.R, N = p.N, di = p.di;
     const int ldx = R + 2 * N;
-    norm_row(p.xdbl + (size_t)r * ldx, R, N, p.norm, p.eps, sh, red);
     const int g = threadIdx.x / GS, l = threadIdx.x % GS;
     const int c0 = blockIdx.x * (blockDim.x / GS) + g;
     const int c = c0 < di ? c0 : di - 1; /* groups past the end compute a copy and write nothing */
     const bool live = c0 < di;
+    /* Parameters first (constant while the model runs: read before the wait, so these loads overlap
+       the previous kernel): this lane's dt_proj elements (all in flight at once), dt bias, A, D. */
+    float wdt[DT_MAXJ];
+#pragma unroll
+    for (int i = 0; i < DT_MAXJ; i++) {
+        const int j = l + GS * i;
+        wdt[i] = j < R ? w_elem(p.dt_w, c, j) : 0.0f;
+    }
+    const float dtb = p.dt_b[c], Dc = p.D[c];
+    float Ar[MAX_NJ];
+#pragma unroll
+    for (int i = 0; i < MAX_NJ; i++) {
+        const int k = l + GS * i;
+        Ar[i] = k < N ? p.A[(size_t)c * N + k] : 0.0f;
+    }
+    pdl_wait();
+    const int r = t.row0[s];
+    norm_row(p.xdbl + (size_t)r * ldx, R, N, p.norm, p.eps, sh, red);
     float dot = 0.0f;
-    for (int j = l; j < R; j += GS) dot += w_elem(p.dt_w, c, j) * sh[j];
+#pragma unroll
+    for (int i = 0; i < DT_MAXJ; i++) {
+        const int j = l + GS * i;
+        if (j < R) dot += wdt[i] * sh[j];
+    }
     dot = group_sum(dot);
-    const float dl = softplus_f(dot + p.dt_b[c]);
+    const float dl = softplus_f(dot + dtb);
     const float u = p.u[(size_t)r * di + c];
     float *st = seg_ssm(t, s) + (size_t)c * N;
-    const float *A = p.A + (size_t)c * N, *B = sh + R, *C = sh + R + N;
+    const float *B = sh + R, *C = sh + R + N;
     float yk = 0.0f;
-    for (int k = l; k < N; k += GS) {
-        float v = expf(dl * A[k]) * st[k] + dl * B[k] * u;
-        if (live) st[k] = v;
-        yk += v * C[k];
+#pragma unroll
+    for (int i = 0; i < MAX_NJ; i++) {
+        const int k = l + GS * i;
+        if (k < N) {
+            float v = expf(dl * Ar[i]) * st[k] + dl * B[k] * u;
+            if (live) st[k] = v;
+            yk += v * C[k];
+        }
     }
     yk = group_sum(yk);
     if (l == 0 && live) {
-        float y = yk + p.D[c] * u;
+        float y = yk + Dc * u;
         p.y[(size_t)r * di + c] = y * silu_f(p.z[(size_t)r * p.ld_z + c]);
     }
 }
 
 extern "C" cudaError_t cuk_ssm_decode(cudaStream_t s, const cu_segtab *t, const cu_ssm_params *p) {
     if (t->n <= 0) return cudaSuccess;
+    if (p->R > GS * DT_MAXJ || p->N > GS * MAX_NJ) return cudaErrorInvalidValue;
     const int cpb = 256 / GS;
     size_t shm = (size_t)(p->R + 2 * p->N) * sizeof(float);
-    k_ssm_decode<<<dim3((p->di + cpb - 1) / cpb, t->n), 256, shm, s>>>(*t, *p);
-    return cudaGetLastError();
+    return cuk_launch(k_ssm_decode, dim3((p->di + cpb - 1) / cpb, t->n), dim3(256), shm, s, *t, *p);
 }
 
 __global__ void k_ssm_norm(const float *xdbl, int R, int N, int norm, float eps, float *dtn, float *bc) {

@@ -15,3 +15,5 @@ cmake -S . -B build-cuda ${CMAKE_FLAGS:-} -DFM_CUDA=ON -DFM_CUDA_ARCHS="$arch" -
 (cd build-cuda && ctest -j8 -LE cuda --output-on-failure > "$out/test_all.log" 2>&1; echo "rest rc=$?" >> "$out/test_all.log")
 wait $gen # the checkpoint generator
 cat "$out/gen.log"
+FM_CUDA_BACKEND=build-cuda/cuda/libfalconmamba-cuda.so build-cuda/tests/cuda/cuda_bench /tmp/fm7b --steps 24 > "$out/bench.txt" 2>&1
+echo "cuda_bench rc=$?" >> "$out/bench.txt"

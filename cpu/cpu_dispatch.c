@@ -13,6 +13,17 @@ const cpu_kernels *cpu_kernels_avx512(void) { return NULL; }
 const cpu_kernels *cpu_kernels_avx2(void) { return NULL; }
 #endif
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+
+/* F16C (cpuid leaf 1, ecx bit 29): asked directly, as not every compiler's __builtin_cpu_supports
+   knows the name (clang 14 does not). The AVX state it needs is covered by the "avx2" check. */
+static int has_f16c(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+}
+#endif
+
 int cpu_kernels_supported(const cpu_kernels *k) {
     if (!k) return 0;
 #if defined(__x86_64__) || defined(__i386__)
@@ -20,10 +31,9 @@ int cpu_kernels_supported(const cpu_kernels *k) {
     if (k == cpu_kernels_avx512())
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-               __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("f16c") &&
-               __builtin_cpu_supports("fma");
+               __builtin_cpu_supports("avx512vnni") && has_f16c() && __builtin_cpu_supports("fma");
     if (k == cpu_kernels_avx2())
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
 #endif
     return k == cpu_kernels_scalar();
 }

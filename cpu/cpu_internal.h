@@ -22,6 +22,7 @@ typedef struct cpu_backend {
     int32_t n_threads;
     struct cpu_pool *pool;
     const struct cpu_kernels *k; /* the kernel table for this CPU (cpu_dispatch.c) */
+    int weights_in_place;        /* FM_CPU_WEIGHTS_IN_PLACE=1: point into the mapped checkpoint */
 } cpu_backend;
 
 #define CPU_ERR(be, status, ...) ((be)->host->set_error((status), __VA_ARGS__), (status))

@@ -12,6 +12,10 @@
 /* Loops over the rows of a register tile (r < NR / MR, compile-time constants after inlining) carry
    _Pragma("GCC unroll 8") so that the accumulators stay in registers. */
 
+/* Software prefetch this many bytes ahead of the weight stream: the hardware prefetchers alone
+   leave a single-thread GEMV well short of the memory bandwidth (rows are short streams). */
+#define PF_AHEAD 2048
+
 /* ---- float-weight GEMV -------------------------------------------------------------------------- */
 
 AINLINE __m512 load16_bf16(const unsigned char *p, __mmask16 m) {
@@ -37,6 +41,8 @@ AINLINE void finish(const cpu_gemv_args *a, size_t i, size_t j, float v) {
         _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();                               \
         size_t k = 0;                                                                                            \
         for (; k + 32 <= K; k += 32) {                                                                           \
+            _mm_prefetch((const char *)(w + ESZ * k) + PF_AHEAD, _MM_HINT_T0);                                   \
+            if (ESZ == 4) _mm_prefetch((const char *)(w + ESZ * k) + PF_AHEAD + 64, _MM_HINT_T0);                \
             __m512 w0 = load16_##SUFFIX(w + ESZ * k, 0xffff), w1 = load16_##SUFFIX(w + ESZ * (k + 16), 0xffff); \
             _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++) {                                                                       \
                 acc[r][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + r * K + k), acc[r][0]);                    \
@@ -95,6 +101,8 @@ AINLINE void rows_q8_0(const fm_block_q8_0 *w, const cpu_xblock *x, size_t nb, c
     _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++) acc[r] = _mm512_setzero_ps();
     size_t b = 0;
     for (; b + 2 <= nb; b += 2) {
+        _mm_prefetch((const char *)(w + b) + PF_AHEAD, _MM_HINT_T0);
+        _mm_prefetch((const char *)(w + b) + PF_AHEAD + 64, _MM_HINT_T0);
         __m512i wq = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)w[b].q)),
                                         _mm256_loadu_si256((const __m256i *)w[b + 1].q), 1);
         __mmask64 neg = _mm512_movepi8_mask(wq);
@@ -129,6 +137,7 @@ AINLINE void rows_q4_0(const fm_block_q4_0 *w, const cpu_xblock *x, size_t nb, c
     _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++) acc[r] = _mm512_setzero_ps();
     size_t b = 0;
     for (; b + 2 <= nb; b += 2) {
+        _mm_prefetch((const char *)(w + b) + PF_AHEAD, _MM_HINT_T0);
         __m512i wq = _mm512_inserti64x4(_mm512_castsi256_si512(unpack_q4(w + b)), unpack_q4(w + b + 1), 1);
         const float d0 = _cvtsh_ss(w[b].d), d1 = _cvtsh_ss(w[b + 1].d);
         _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++) {
@@ -178,6 +187,15 @@ AINLINE void rows_q4_0(const fm_block_q4_0 *w, const cpu_xblock *x, size_t nb, c
 DEF_QUANT_GEMV(q8_0, fm_block_q8_0)
 DEF_QUANT_GEMV(q4_0, fm_block_q4_0)
 
+/* roundf (half away from zero), exactly: truncate, then step away from zero when the dropped
+   fraction is at least 0.5. (Adding copysign(0.5) first is wrong for 0.49999997.) */
+AINLINE __m512i round_away(__m512 v) {
+    const __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __mmask16 up = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(v, t)), _mm512_set1_ps(0.5f), _CMP_GE_OQ);
+    const __m512 one = _mm512_or_ps(_mm512_and_ps(v, _mm512_set1_ps(-0.0f)), _mm512_set1_ps(1.0f));
+    return _mm512_cvttps_epi32(_mm512_mask_add_ps(t, up, t, one));
+}
+
 static void quantize_x(const float *x, size_t K, cpu_xblock *out) {
     const __m512 sign = _mm512_set1_ps(-0.0f);
     for (size_t b = 0; b < K / FM_QBLOCK; b++) {
@@ -185,12 +203,8 @@ static void quantize_x(const float *x, size_t K, cpu_xblock *out) {
         __m512 m = _mm512_max_ps(_mm512_andnot_ps(sign, v0), _mm512_andnot_ps(sign, v1));
         const float amax = _mm512_reduce_max_ps(m);
         const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-        /* roundf = round half away from zero: trunc(v + copysign(0.5, v)), as in the scalar table */
-        __m512 s0 = _mm512_mul_ps(v0, _mm512_set1_ps(id)), s1 = _mm512_mul_ps(v1, _mm512_set1_ps(id));
-        __m512 h = _mm512_set1_ps(0.5f);
-        s0 = _mm512_add_ps(s0, _mm512_or_ps(_mm512_and_ps(s0, sign), h));
-        s1 = _mm512_add_ps(s1, _mm512_or_ps(_mm512_and_ps(s1, sign), h));
-        __m512i q0 = _mm512_cvttps_epi32(s0), q1 = _mm512_cvttps_epi32(s1);
+        __m512i q0 = round_away(_mm512_mul_ps(v0, _mm512_set1_ps(id)));
+        __m512i q1 = round_away(_mm512_mul_ps(v1, _mm512_set1_ps(id)));
         _mm_storeu_si128((__m128i *)out[b].q, _mm512_cvtepi32_epi8(q0));
         _mm_storeu_si128((__m128i *)(out[b].q + 16), _mm512_cvtepi32_epi8(q1));
         out[b].d = d;
@@ -209,13 +223,10 @@ static void quantize_row(fm_dtype t, const float *x, void *out, size_t cols) {
         if (t == FM_DTYPE_Q8_0) {
             fm_block_q8_0 *o = (fm_block_q8_0 *)out + b;
             const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-            __m512 s0 = _mm512_mul_ps(v0, _mm512_set1_ps(id)), s1 = _mm512_mul_ps(v1, _mm512_set1_ps(id));
-            __m512 h = _mm512_set1_ps(0.5f);
-            s0 = _mm512_add_ps(s0, _mm512_or_ps(_mm512_and_ps(s0, sign), h));
-            s1 = _mm512_add_ps(s1, _mm512_or_ps(_mm512_and_ps(s1, sign), h));
             o->d = fm_f32_to_f16(d);
-            _mm_storeu_si128((__m128i *)o->q, _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(s0)));
-            _mm_storeu_si128((__m128i *)(o->q + 16), _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(s1)));
+            _mm_storeu_si128((__m128i *)o->q, _mm512_cvtepi32_epi8(round_away(_mm512_mul_ps(v0, _mm512_set1_ps(id)))));
+            _mm_storeu_si128((__m128i *)(o->q + 16),
+                             _mm512_cvtepi32_epi8(round_away(_mm512_mul_ps(v1, _mm512_set1_ps(id)))));
         } else {
             fm_block_q4_0 *o = (fm_block_q4_0 *)out + b;
             /* the first element of largest magnitude, with its sign */

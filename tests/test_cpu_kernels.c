@@ -251,6 +251,14 @@ static void test_quantize_x(void **state) {
     float *x = malloc(K * sizeof *x);
     for (size_t i = 0; i < K; i++) x[i] = frand() * (i % 64 == 0 ? 10.0f : 1.0f);
     x[5] = 0.5f * (x[0] / 127.0f); /* ties and exact halves exercise the rounding */
+    /* a block whose scaled values sit one ulp below and above k + 0.5 (roundf must not round up) */
+    x[32 * 5] = 127.0f;
+    for (int l = 1; l < 32; l++) {
+        const float half = (float)(l % 60) + 0.5f;
+        x[32 * 5 + l] = l & 1 ? nextafterf(half, 0.0f) : nextafterf(half, 100.0f);
+    }
+    x[32 * 5 + 30] = nextafterf(0.5f, 0.0f); /* 0.49999997: + 0.5 would round to 1 in float */
+    x[32 * 5 + 31] = -nextafterf(0.5f, 0.0f);
     for (size_t i = 32 * 3; i < 32 * 4; i++) x[i] = 0.0f; /* an all-zero block */
     cpu_xblock ref[40], got[40];
     cpu_kernels_scalar()->quantize_x(x, K, ref);

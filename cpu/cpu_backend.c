@@ -2,6 +2,7 @@
 #define _DEFAULT_SOURCE /* madvise, MADV_HUGEPAGE */
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "cpu_internal.h"
@@ -151,6 +152,18 @@ static void convert_task(void *v, size_t r0, size_t r1, int tid) {
     free(f);
 }
 
+/* A persistent source lives in the read-only mapped checkpoint: once copied, drop its pages from the
+   resident set (the core does this itself for converted tensors, but cannot know that a tensor of
+   the stored type was copied rather than used in place). Loading a bf16 model then never holds the
+   file and the copy at once. */
+static void release_source(const fm_weight_desc *d) {
+    const long pg = sysconf(_SC_PAGESIZE);
+    const uintptr_t page = pg > 0 ? (uintptr_t)pg : 4096, p = (uintptr_t)d->data;
+    const size_t n = (size_t)d->rows * fm_dtype_row_bytes(d->src_dtype, (size_t)d->cols);
+    const uintptr_t b = (p + page - 1) / page * page, e = (p + n) / page * page;
+    if (e > b) madvise((void *)b, e - b, MADV_DONTNEED);
+}
+
 static int cpu_weight_create(void *vbe, const fm_weight_desc *d, fm_weight **out) {
     cpu_backend *be = vbe;
     if (d->rows <= 0 || d->cols <= 0)
@@ -191,6 +204,7 @@ static int cpu_weight_create(void *vbe, const fm_weight_desc *d, fm_weight **out
             free(w);
             return CPU_ERR(be, CPU_ERR_OOM, "cpu backend: out of memory converting '%s'", d->name);
         }
+        if (d->persistent && d->src_dtype == w->dtype) release_source(d);
     }
     *out = w;
     return CPU_OK;

@@ -114,8 +114,11 @@ int main(void) {
         fm_tm_truncate(dir, "model.safetensors", 8 + (size_t)hlen); /* header kept, data gone */
         if (file_size(path) != (long)(8 + hlen)) _exit(4);
         float *g = malloc(V * sizeof(float));
-        if (run(c, g) != FM_OK) _exit(5);
-        _exit(memcmp(g, ref, V * sizeof(float)) == 0 ? 0 : 6);
+        if (!g || run(c, g) != FM_OK) _exit(5);
+        const int same = memcmp(g, ref, V * sizeof(float)) == 0;
+        free(g);
+        fm_context_close(c); /* so that a leak checker in the child has nothing to report */
+        _exit(same ? 0 : 6);
     }
     int wst = 0;
     waitpid(pid, &wst, 0);
@@ -123,7 +126,8 @@ int main(void) {
         printf("truncated while open: weights were copied at open, results unaffected\n");
     else if (WIFSIGNALED(wst) && WTERMSIG(wst) == SIGBUS)
         printf("truncated while open: SIGBUS (weights are read from the mapping; documented limitation)\n");
-    else if (WIFEXITED(wst) && WEXITSTATUS(wst) == 1 && getenv("FM_UNDER_SANITIZER"))
+    else if (WIFEXITED(wst) && WEXITSTATUS(wst) == 1 &&
+             (getenv("FM_UNDER_SANITIZER") || (getenv("LD_PRELOAD") && strstr(getenv("LD_PRELOAD"), "vgpreload"))))
         printf("truncated while open: the sanitizer reported the SIGBUS (documented limitation)\n");
     else
         CHECK(0, "truncated while open: child ended with status 0x%x", wst);

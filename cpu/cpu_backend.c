@@ -220,16 +220,7 @@ static void cpu_weight_free(void *be, fm_weight *w) {
 static size_t cpu_weight_bytes(const fm_weight *w) { return w->bytes; }
 
 void cpu_weight_row_f32(const fm_weight *W, int64_t r, float *dst) {
-    const size_t cols = (size_t)W->cols;
-    const unsigned char *p = (const unsigned char *)W->data + (size_t)r * W->row_bytes;
-    switch (W->dtype) {
-    case FM_DTYPE_F32: memcpy(dst, p, cols * sizeof(float)); break;
-    case FM_DTYPE_Q8_0: fm_dequantize_row_q8_0((const fm_block_q8_0 *)p, dst, cols); break;
-    case FM_DTYPE_Q4_0: fm_dequantize_row_q4_0((const fm_block_q4_0 *)p, dst, cols); break;
-    default:
-        for (size_t i = 0; i < cols; i++) dst[i] = fm_dtype_load_f32(p, W->dtype, i);
-        break;
-    }
+    cpu_weight_slice_f32(W, (size_t)r, 0, (size_t)W->cols, dst); /* the whole row */
 }
 
 static int cpu_sync(void *be) {

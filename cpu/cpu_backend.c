@@ -81,34 +81,11 @@ static int cpu_zero(void *be, void *dst, size_t bytes) {
     return CPU_OK;
 }
 
-/* Widen row `r` of a source tensor to fp32: one loop per type so the compiler vectorises it. */
+/* Widen row `r` of a source tensor to fp32, through a weight view of the source. */
 static void widen_row(const fm_weight_desc *d, size_t r, float *dst) {
-    const size_t cols = (size_t)d->cols;
-    const unsigned char *p = (const unsigned char *)d->data + r * fm_dtype_row_bytes(d->src_dtype, cols);
-    uint16_t h;
-    switch (d->src_dtype) {
-    case FM_DTYPE_BF16:
-        if ((uintptr_t)p % 2 == 0) { /* the usual case: a plain shift the compiler vectorises */
-            const uint16_t *q = (const uint16_t *)(const void *)p;
-            for (size_t i = 0; i < cols; i++) {
-                const uint32_t u = (uint32_t)q[i] << 16;
-                memcpy(&dst[i], &u, 4);
-            }
-            break;
-        }
-        for (size_t i = 0; i < cols; i++) {
-            memcpy(&h, p + 2 * i, 2);
-            dst[i] = fm_bf16_to_f32(h);
-        }
-        break;
-    case FM_DTYPE_F16:
-        for (size_t i = 0; i < cols; i++) {
-            memcpy(&h, p + 2 * i, 2);
-            dst[i] = fm_f16_to_f32(h);
-        }
-        break;
-    default: memcpy(dst, p, cols * sizeof(float)); break; /* F32 (sources are never quantized) */
-    }
+    const fm_weight src = {d->src_dtype, d->rows, d->cols, (void *)d->data, 0,
+                           fm_dtype_row_bytes(d->src_dtype, (size_t)d->cols), 0};
+    cpu_weight_slice_f32(&src, r, 0, (size_t)d->cols, dst);
 }
 
 typedef struct convert_job {

@@ -114,7 +114,16 @@ fm_status fm_tokenizer_load_json(fm_tokenizer *tok, const char *json, size_t len
     st = fm_added_build(&tok->added, cJSON_GetObjectItemCaseSensitive(root, "added_tokens"), &tok->bpe, tok->normalizer, rs);
     fm_re_scratch_free(rs);
     if (st) goto done;
-    st = build_id_tables(tok);
+    if ((st = build_id_tables(tok))) goto done;
+    /* HF would emit these ids as given; an id past the vocabulary would only fail later, inside the
+       model, so it is refused here with the tokenizer named. */
+    int32_t post_max = fm_post_max_id(tok->post);
+    if (post_max >= tok->n_vocab)
+        st = fm_error(FM_ERR_FORMAT, "tokenizer.json: post_processor: special token id %d is outside the vocabulary (%d ids)",
+                      post_max, tok->n_vocab);
+    else if (tok->pad.enabled && tok->pad.pad_id >= tok->n_vocab)
+        st = fm_error(FM_ERR_FORMAT, "tokenizer.json: padding: pad_id %d is outside the vocabulary (%d ids)", tok->pad.pad_id,
+                      tok->n_vocab);
 done:
     cJSON_Delete(root);
     return st;

@@ -155,6 +155,22 @@ void fm_post_free(fm_post *p) {
 
 size_t fm_post_added(const fm_post *p) { return p ? p->added_single : 0; }
 
+int32_t fm_post_max_id(const fm_post *p) {
+    int32_t m = -1;
+    if (!p) return m;
+    for (size_t i = 0; i < p->n_children; i++) {
+        int32_t c = fm_post_max_id(p->children[i]);
+        if (c > m) m = c;
+    }
+    if (p->kind == FM_POST_ROBERTA || p->kind == FM_POST_BERT) {
+        if (p->cls_id > m) m = p->cls_id;
+        if (p->sep_id > m) m = p->sep_id;
+    }
+    for (size_t i = 0; i < p->n_tmpl; i++)
+        if (p->tmpl[i] > m) m = p->tmpl[i];
+    return m;
+}
+
 fm_status fm_post_apply(const fm_post *p, int add_special, fm_i32vec *ids) {
     switch (p->kind) {
     case FM_POST_SEQUENCE:

@@ -406,6 +406,8 @@ typedef struct fm_post {
 fm_status fm_post_parse(const struct cJSON *j, const char *where, fm_post **out);
 void fm_post_free(fm_post *p);
 size_t fm_post_added(const fm_post *p);
+/* The largest id the post-processor can insert (-1 when none), so the loader can bound it. */
+int32_t fm_post_max_id(const fm_post *p);
 /* Apply to *ids (single sequence). */
 fm_status fm_post_apply(const fm_post *p, int add_special, fm_i32vec *ids);
 

@@ -813,6 +813,13 @@ static void test_malformed(void **s) {
                 FM_ERR_FORMAT, "<x>");
     expect_fail(MINI("", "\"post_processor\": {\"type\": \"RobertaProcessing\", \"sep\": [\"</s>\"], \"cls\": [\"<s>\", 0]},"),
                 FM_ERR_FORMAT, "sep");
+    /* ids the post-processor or the padding would insert must lie inside the vocabulary (ids 0..3) */
+    expect_fail(MINI("", "\"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": [{\"SpecialToken\": {\"id\": \"<x>\", \"type_id\": 0}}, "
+                         "{\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}], \"pair\": [], \"special_tokens\": {\"<x>\": {\"id\": \"<x>\", \"ids\": [4], \"tokens\": [\"<x>\"]}}},"),
+                FM_ERR_FORMAT, "outside the vocabulary");
+    expect_fail(MINI("", "\"post_processor\": {\"type\": \"RobertaProcessing\", \"sep\": [\"</s>\", 2], \"cls\": [\"<s>\", 7]},"),
+                FM_ERR_FORMAT, "outside the vocabulary");
+    expect_fail(MINI("", "\"padding\": {\"strategy\": \"BatchLongest\", \"pad_id\": 4, \"pad_token\": \"<pad>\"},"), FM_ERR_FORMAT, "pad_id 4");
     expect_fail(MINI("", "\"added_tokens\": [{\"id\": 1}],"), FM_ERR_FORMAT, "content");
     expect_fail(MINI("", "\"added_tokens\": 3,"), FM_ERR_FORMAT, "added_tokens");
     expect_fail(MINI("", "\"added_tokens\": [{\"id\": 9, \"content\": \"x\", \"special\": 1}],"), FM_ERR_FORMAT, "special");

@@ -152,6 +152,11 @@ fm_status fm_bpe_parse(const cJSON *m, fm_bpe *b) {
             return fm_error(FM_ERR_FORMAT, "tokenizer.json: model: vocab entry '%.100s' must map to an id in [0, 2^31-1)",
                             e->string ? e->string : "?");
         }
+        if (e->valuedouble > FM_TOKENIZER_MAX_ID) {
+            free(unk);
+            return fm_error(FM_ERR_UNSUPPORTED, "tokenizer.json: model: vocab entry '%.100s' has id %.0f; ids up to %d are supported",
+                            e->string, e->valuedouble, FM_TOKENIZER_MAX_ID);
+        }
         int32_t id = (int32_t)e->valuedouble;
         if (!fm_strmap_put(&b->vocab, e->string, strlen(e->string), id)) {
             free(unk);

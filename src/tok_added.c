@@ -211,6 +211,11 @@ fm_status fm_added_build(fm_added *a, const cJSON *arr, const fm_bpe *bpe, const
             st = fm_error(FM_ERR_FORMAT, "tokenizer.json: %s: 'id' must be an integer in [0, 2^31-1)", where);
             goto done;
         }
+        if (id->valuedouble > FM_TOKENIZER_MAX_ID) {
+            st = fm_error(FM_ERR_UNSUPPORTED, "tokenizer.json: %s: id %.0f; ids up to %d are supported", where, id->valuedouble,
+                          FM_TOKENIZER_MAX_ID);
+            goto done;
+        }
         fm_added_token *t = &a->tokens[i];
         t->len = strlen(content);
         t->content = malloc(t->len + 1);

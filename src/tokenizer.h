@@ -293,6 +293,10 @@ typedef struct fm_bpe_cache_shard {
     fm_buf blob;       /* key bytes followed by the ids (int32, aligned) */
 } fm_bpe_cache_shard;
 
+/* Ids are indices into per-id tables, so an id bounds memory: ids past this (16M, far beyond any real
+   vocabulary) are refused at load rather than allocated for. */
+#define FM_TOKENIZER_MAX_ID ((1 << 24) - 1)
+
 typedef struct fm_bpe {
     fm_strmap vocab;           /* token string -> id */
     size_t vocab_size;         /* distinct tokens (HF's get_vocab_size) */

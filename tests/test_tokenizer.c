@@ -813,6 +813,11 @@ static void test_malformed(void **s) {
                 FM_ERR_FORMAT, "<x>");
     expect_fail(MINI("", "\"post_processor\": {\"type\": \"RobertaProcessing\", \"sep\": [\"</s>\"], \"cls\": [\"<s>\", 0]},"),
                 FM_ERR_FORMAT, "sep");
+    /* an id bounds the per-id tables: a huge one is refused, not allocated for */
+    expect_fail("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 2000000000}, \"merges\": []}}", FM_ERR_UNSUPPORTED,
+                "ids up to");
+    expect_fail(MINI("", "\"added_tokens\": [{\"id\": 1999999999, \"content\": \"<x>\", \"special\": true}],"),
+                FM_ERR_UNSUPPORTED, "ids up to");
     /* ids the post-processor or the padding would insert must lie inside the vocabulary (ids 0..3) */
     expect_fail(MINI("", "\"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": [{\"SpecialToken\": {\"id\": \"<x>\", \"type_id\": 0}}, "
                          "{\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}], \"pair\": [], \"special_tokens\": {\"<x>\": {\"id\": \"<x>\", \"ids\": [4], \"tokens\": [\"<x>\"]}}},"),

@@ -32,6 +32,7 @@ int cu_err(cu_backend *be, cudaError_t e, const char *what) {
         return cu_fail(be, FM_BE_ERR_OUT_OF_MEMORY, "cuda backend: %s: out of device memory (%s; %zu of %zu bytes free)",
                        what, cudaGetErrorString(e), fr, tot);
     }
+    (void)cudaGetLastError(); /* reported here: not again by the next call that checks the record */
     return cu_fail(be, FM_BE_ERR_BACKEND, "cuda backend: %s: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e));
 }
 
@@ -50,6 +51,9 @@ int cu_enter(cu_backend *be) {
         pthread_mutex_unlock(&be->lock);
         return cu_err(be, e, "cudaSetDevice");
     }
+    /* Each op checks its own launches with cudaGetLastError(); an error an earlier, already reported
+       call left in this thread's record (a failed open of another device, say) must not surface there. */
+    (void)cudaGetLastError();
     return FM_BE_OK;
 }
 
@@ -121,6 +125,7 @@ static int usable_device(int dev, char *why, size_t cap) {
     struct cudaDeviceProp prop;
     cudaError_t e = cudaGetDeviceProperties(&prop, dev);
     if (e != cudaSuccess) {
+        (void)cudaGetLastError();
         if (why) snprintf(why, cap, "device %d: %s", dev, cudaGetErrorString(e));
         return 0;
     }
@@ -220,6 +225,11 @@ static int cu_init(const fm_backend_host *host, const fm_backend_config *cfg, vo
             (pd && strcmp(pd, "0") == 0))
             pdl_off = 1;
         cuk_set_pdl(!pdl_off);
+        /* The decode GEMV's kernel choice (cuda_internal.h): tuning and A/B knobs, documented in CUDA.md. */
+        const char *gv = env_str("FM_CUDA_GEMV"), *gt = env_str("FM_CUDA_GEMV_TC");
+        cuk_set_gemv_variant(gv ? atoi(gv) : CU_GEMV_DEFAULT_VARIANT, gt ? atoi(gt) : 1);
+        const char *pf = env_str("FM_CUDA_PREFETCH");
+        cuk_set_prefetch(pf && strcmp(pf, "0") != 0);
     }
     if (st == FM_BE_OK) st = cu_err(be, cudaStreamCreateWithFlags(&be->stream, cudaStreamNonBlocking), "cudaStreamCreate");
     if (st == FM_BE_OK) st = cu_blas_err(be, cublasCreate(&be->blas), "cublasCreate");

@@ -48,6 +48,8 @@ typedef struct cu_segtab {
 /* Programmatic dependent launch for the decode-path kernels (k_common.cuh); set by the host at
    context open: on when every device opened so far is sm_90+ and FM_CUDA_PDL is not 0. */
 void cuk_set_pdl(int on);
+/* L2 prefetch of the GEMV blocks' weight rows (k_common.cuh): off unless FM_CUDA_PREFETCH=1. */
+void cuk_set_prefetch(int on);
 
 /* Kernel launchers (cuda/k_*.cu). Each enqueues on stream and returns cudaGetLastError(). */
 cudaError_t cuk_embed(cudaStream_t s, cu_wview E, const int32_t *tok_host, const int32_t *tok_dev, int n, float *x);
@@ -65,6 +67,22 @@ cudaError_t cuk_dequant(cudaStream_t s, cu_wview w, int64_t row0, int64_t nrows,
 #define CU_GEMV_MAX_N 8
 cudaError_t cuk_gemv(cudaStream_t s, cu_wview W, const float *b, const float *x, int n, float *y, int accumulate,
                      int sm_count);
+/* Which kernel cuk_gemv uses (process-wide, set at context open from FM_CUDA_GEMV / FM_CUDA_GEMV_TC):
+   batch 1: variant 0..3 = the FMA kernel's launch shapes (k_gemv.cu), CU_GEMV_VARIANT_TC = the
+   tensor-core kernel; batches > 1: the tensor-core kernel unless tc is 0. The tensor-core kernel only
+   takes bf16 / Q8_0 / Q4_0 matrices with cols % 32 == 0, and (unless tc is 2, for tests) >= 16 rows
+   per SM, enough row tiles to fill the GPU. */
+#define CU_GEMV_VARIANTS 5
+#define CU_GEMV_VARIANT_TC 4
+#define CU_GEMV_DEFAULT_VARIANT 0
+void cuk_set_gemv_variant(int variant, int tc);
+/* The tensor-core kernel itself (k_gemv_tc.cu) and whether it can take W and x. */
+int cuk_gemv_tc_ok(cu_wview W, const float *x, int n);
+cudaError_t cuk_gemv_tc(cudaStream_t s, cu_wview W, const float *b, const float *x, int n, float *y, int accumulate,
+                        int sm_count);
+/* The generic one-warp-per-row kernel, any shape: the reference kernel_bench checks the others against. */
+cudaError_t cuk_gemv_reference(cudaStream_t s, cu_wview W, const float *b, const float *x, int n, float *y,
+                               int accumulate);
 
 /* conv1d. decode: every segment has one row (fused output + state shift); else outputs then state. */
 cudaError_t cuk_conv(cudaStream_t s, const cu_segtab *t, int decode, int total_rows, const float *in, size_t ld_in,

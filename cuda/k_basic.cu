@@ -3,6 +3,8 @@
 
 int cuk_pdl_on;
 extern "C" void cuk_set_pdl(int on) { cuk_pdl_on = on; }
+int cuk_prefetch_on = 0;
+extern "C" void cuk_set_prefetch(int on) { cuk_prefetch_on = on; }
 
 struct tok_param {
     int32_t t[CU_MAX_TOK_PARAM];

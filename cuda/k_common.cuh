@@ -28,6 +28,30 @@ __device__ __forceinline__ void pdl_trigger() {
 }
 
 extern int cuk_pdl_on;
+/* L2 prefetch of each GEMV block's weight rows at block start (prefetch_l2 below): off by default, on
+   with FM_CUDA_PREFETCH=1 (cuk_set_prefetch). Measured on the H200 it costs more than it gains (7B bf16
+   decode 157 vs 178 tokens/s, docs/PERFORMANCE.md); kept as a knob for other GPUs. */
+extern int cuk_prefetch_on;
+
+/* Called by one whole warp: asks the L2 to fetch [p, p + bytes) (16-byte aligned start, any length;
+   rounded down to whole 16-byte pieces) with bulk prefetches split over the lanes. Issued before
+   pdl_wait(), so a block that became resident while the previous kernel drains already has its weights
+   streaming from DRAM, and later blocks get theirs at the full rate without holding the loads in
+   registers. sm_90+ (cp.async.bulk); a no-op before. */
+__device__ __forceinline__ void prefetch_l2(const void *p, size_t bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    const int lane = threadIdx.x & 31;
+    const size_t pieces = bytes / 16, per = (pieces + 31) / 32;
+    const size_t a = (size_t)lane * per, b = a + per < pieces ? a + per : pieces;
+    if (a < b)
+        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"((const char *)p + a * 16),
+                     "r"((unsigned)((b - a) * 16))
+                     : "memory");
+#else
+    (void)p;
+    (void)bytes;
+#endif
+}
 
 template <typename... KArgs, typename... Args>
 static cudaError_t cuk_launch(void (*k)(KArgs...), dim3 grid, dim3 block, size_t shm, cudaStream_t s,
@@ -44,6 +68,26 @@ static cudaError_t cuk_launch(void (*k)(KArgs...), dim3 grid, dim3 block, size_t
     cfg.numAttrs = cuk_pdl_on ? 1 : 0;
     cudaError_t e = cudaLaunchKernelEx(&cfg, k, std::forward<Args>(args)...);
     return e != cudaSuccess ? e : cudaGetLastError();
+}
+
+/* Weight loads: read-only, streamed (no L1 allocation, so L1 keeps the activations), 256-byte L2
+   prefetch; 16, 8 and 4 bytes. */
+__device__ __forceinline__ uint4 ld_stream(const void *p) {
+    uint4 r;
+    asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+                 : "l"(p));
+    return r;
+}
+__device__ __forceinline__ uint2 ld_stream8(const void *p) {
+    uint2 r;
+    asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v2.u32 {%0,%1}, [%2];" : "=r"(r.x), "=r"(r.y) : "l"(p));
+    return r;
+}
+__device__ __forceinline__ unsigned ld_stream4(const void *p) {
+    unsigned r;
+    asm volatile("ld.global.nc.L1::no_allocate.L2::256B.u32 %0, [%1];" : "=r"(r) : "l"(p));
+    return r;
 }
 
 __device__ __forceinline__ float bf16_bits_to_f32(unsigned short h) { return __uint_as_float((unsigned)h << 16); }

@@ -15,14 +15,6 @@
  */
 #include "k_common.cuh"
 
-__device__ __forceinline__ uint4 ld_stream(const void *p) {
-    uint4 r;
-    asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];"
-                 : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-                 : "l"(p));
-    return r;
-}
-
 __device__ __forceinline__ float4 ld_x(const float *p) { return __ldg(reinterpret_cast<const float4 *>(p)); }
 
 /* E: elements per 16-byte granule; GPB: granules per quant block (scale index = g / GPB). */
@@ -175,18 +167,17 @@ __device__ __forceinline__ void mul_batch(const uint4 (&wv)[U][RPW], const float
     }
 }
 
-template <int WT, int NB, int RPW, int U>
-__global__ void __launch_bounds__(256, NB == 1 ? 2 : 1) k_gemv(cu_wview W, const float *__restrict__ bias, const float *__restrict__ x,
-                                              float *__restrict__ y, int accumulate, int ks_log2) {
+template <int WT, int NB, int RPW, int U, int MINB, int PIPE>
+__global__ void __launch_bounds__(256, MINB) k_gemv(cu_wview W, const float *__restrict__ bias, const float *__restrict__ x,
+                                                    float *__restrict__ y, int accumulate, int ks_log2, int pf) {
     pdl_trigger();
-    constexpr int E = wt_traits<WT>::E;
     const int ksplit = 1 << ks_log2;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int kidx = warp & (ksplit - 1), rg = warp >> ks_log2;
     const int groups = 8 >> ks_log2;
     const int64_t rows = W.rows, cols = W.cols;
     const int64_t rbase = ((int64_t)blockIdx.x * groups + rg) * RPW;
-    const int ngran = (int)(cols / E);
+    const int ngran = (int)(cols / wt_traits<WT>::E);
     const int64_t spr = cols / CU_QBLOCK; /* scales per row */
 
     const unsigned char *wrow[RPW];
@@ -207,22 +198,35 @@ __global__ void __launch_bounds__(256, NB == 1 ? 2 : 1) k_gemv(cu_wview W, const
     int g0 = kidx * 32 + lane;
     uint4 wa[U][RPW];
     float sa[U][RPW];
+    if (pf && warp == 0) {
+        /* the block's rows are contiguous: one range of quants (and one of scales) */
+        const int64_t first = (int64_t)blockIdx.x * groups * RPW;
+        const int64_t n = rows - first < groups * RPW ? rows - first : groups * RPW;
+        prefetch_l2((const unsigned char *)W.data + (size_t)first * row_bytes<WT>(cols), (size_t)n * row_bytes<WT>(cols));
+        if (W.scales && ((uintptr_t)(W.scales + first * spr) & 15) == 0) prefetch_l2(W.scales + first * spr, (size_t)n * spr * 2);
+    }
     load_batch<WT, RPW, U>(wa, sa, wrow, srow, g0, step, ngran); /* weights only: before the wait */
     pdl_wait();
     for (; g0 < ngran; g0 += stride) {
-        uint4 wb[U][RPW];
-        float sb[U][RPW];
         const int gn = g0 + stride;
-        if (gn < ngran) load_batch<WT, RPW, U>(wb, sb, wrow, srow, gn, step, ngran);
-        mul_batch<WT, NB, RPW, U>(wa, sa, acc, x, cols, g0, step, ngran);
-        if (gn < ngran) {
+        if constexpr (PIPE) {
+            /* the next batch is in flight while this one is multiplied (twice the registers) */
+            uint4 wb[U][RPW];
+            float sb[U][RPW];
+            if (gn < ngran) load_batch<WT, RPW, U>(wb, sb, wrow, srow, gn, step, ngran);
+            mul_batch<WT, NB, RPW, U>(wa, sa, acc, x, cols, g0, step, ngran);
+            if (gn < ngran) {
 #pragma unroll
-            for (int u = 0; u < U; u++)
+                for (int u = 0; u < U; u++)
 #pragma unroll
-                for (int r = 0; r < RPW; r++) {
-                    wa[u][r] = wb[u][r];
-                    sa[u][r] = sb[u][r];
-                }
+                    for (int r = 0; r < RPW; r++) {
+                        wa[u][r] = wb[u][r];
+                        sa[u][r] = sb[u][r];
+                    }
+            }
+        } else {
+            mul_batch<WT, NB, RPW, U>(wa, sa, acc, x, cols, g0, step, ngran);
+            if (gn < ngran) load_batch<WT, RPW, U>(wa, sa, wrow, srow, gn, step, ngran);
         }
     }
 #pragma unroll
@@ -281,18 +285,32 @@ __global__ void k_gemv_generic(cu_wview W, const float *bias, const float *x, in
     }
 }
 
-/* Rows per warp and loads per lane per row in one batch: batch 1 amortises the activations over more
-   rows for the quantized types (their granules hold 16 / 32 elements); batches > 1 keep 2 rows. */
-template <int WT, int NB> struct gemv_cfg {
+/* Launch shapes (rows per warp, loads per lane per row in one batch, blocks per SM the registers must
+   allow, software pipelining). Batch 1 has variants (FM_CUDA_GEMV=0..3, cuk_set_gemv_variant) so a
+   device run can A/B them (tests/cuda/kernel_bench); batches > 1 keep 2 rows per warp. Batch 1 with
+   the quantized types amortises the activations over more rows (their granules hold 16 / 32
+   elements). */
+template <int WT, int NB, int V> struct gemv_cfg {
     enum {
-        RPW = NB == 1 && (WT == CU_Q8_0 || WT == CU_Q4_0) ? 4 : 2,
-        U = NB == 1 ? (WT == CU_Q4_0 ? 1 : WT == CU_Q8_0 ? 2 : 4) : (WT == CU_Q8_0 || WT == CU_Q4_0 ? 1 : 2)
+        Q = WT == CU_Q8_0 || WT == CU_Q4_0,
+        UB = WT == CU_Q4_0 ? 1 : WT == CU_Q8_0 ? 2 : 4, /* variant 0's loads per row */
+        RPW = NB > 1 ? 2 : V == 0 ? (Q ? 4 : 2) : V == 1 ? 2 : 1,
+        U = NB > 1 ? (Q ? 1 : 2) : V == 0 ? UB : V == 2 ? UB : 2 * UB,
+        MINB = NB > 1 ? 1 : V == 0 || V == 1 ? 2 : 4,
+        PIPE = NB > 1 || V == 0 || V == 2
     };
 };
 
-template <int WT, int NB> static cudaError_t launch_nb(cudaStream_t s, cu_wview W, const float *b, const float *x,
-                                                        float *y, int acc, int sm_count) {
-    constexpr int RPW = gemv_cfg<WT, NB>::RPW, U = gemv_cfg<WT, NB>::U;
+static int g_variant = 0, g_tc = 1;
+extern "C" void cuk_set_gemv_variant(int v, int tc_batches) { /* tc_batches: 0, 1 or 2 (cuda_internal.h) */
+    g_variant = v >= 0 && v < CU_GEMV_VARIANTS ? v : 0;
+    g_tc = tc_batches < 0 ? 0 : tc_batches > 2 ? 2 : tc_batches;
+}
+
+template <int WT, int NB, int V> static cudaError_t launch_cfg(cudaStream_t s, cu_wview W, const float *b,
+                                                               const float *x, float *y, int acc, int sm_count) {
+    typedef gemv_cfg<WT, NB, V> C;
+    constexpr int RPW = C::RPW, U = C::U;
     constexpr int E = wt_traits<WT>::E;
     const int64_t ngran = W.cols / E;
     const int64_t warps = (W.rows + RPW - 1) / RPW;
@@ -301,7 +319,21 @@ template <int WT, int NB> static cudaError_t launch_nb(cudaStream_t s, cu_wview 
     while (ks_log2 < 3 && warps * (1 << ks_log2) < target && ngran / (32 * (2 << ks_log2)) >= U) ks_log2++;
     const int64_t rows_per_block = (int64_t)RPW * (8 >> ks_log2);
     const int64_t blocks = (W.rows + rows_per_block - 1) / rows_per_block;
-    return cuk_launch(k_gemv<WT, NB, RPW, U>, dim3((unsigned)blocks), dim3(256), 0, s, W, b, x, y, acc, ks_log2);
+    return cuk_launch(k_gemv<WT, NB, RPW, U, C::MINB, C::PIPE>, dim3((unsigned)blocks), dim3(256), 0, s, W, b, x, y, acc,
+                      ks_log2, cuk_prefetch_on);
+}
+
+template <int WT, int NB> static cudaError_t launch_nb(cudaStream_t s, cu_wview W, const float *b, const float *x,
+                                                        float *y, int acc, int sm_count) {
+    if constexpr (NB == 1) {
+        switch (g_variant) {
+        case 1: return launch_cfg<WT, 1, 1>(s, W, b, x, y, acc, sm_count);
+        case 2: return launch_cfg<WT, 1, 2>(s, W, b, x, y, acc, sm_count);
+        case 3: return launch_cfg<WT, 1, 3>(s, W, b, x, y, acc, sm_count);
+        default: break;
+        }
+    }
+    return launch_cfg<WT, NB, 0>(s, W, b, x, y, acc, sm_count);
 }
 
 template <int WT> static cudaError_t launch_wt(cudaStream_t s, cu_wview W, const float *b, const float *x, int n,
@@ -328,6 +360,10 @@ extern "C" cudaError_t cuk_gemv(cudaStream_t s, cu_wview W, const float *b, cons
         k_gemv_generic<<<(unsigned)blocks, 256, 0, s>>>(W, b, x, n, y, accumulate);
         return cudaGetLastError();
     }
+    /* the tensor-core kernel (k_gemv_tc.cu) where it applies and has enough row tiles to fill the GPU */
+    const int tc = n > 1 ? g_tc : g_variant == CU_GEMV_VARIANT_TC ? (g_tc == 2 ? 2 : 1) : 0;
+    if (tc && (tc == 2 || W.rows >= 16 * (int64_t)sm_count) && cuk_gemv_tc_ok(W, x, n))
+        return cuk_gemv_tc(s, W, b, x, n, y, accumulate, sm_count);
     switch (W.dtype) {
     case CU_F32: return launch_wt<CU_F32>(s, W, b, x, n, y, accumulate, sm_count);
     case CU_F16: return launch_wt<CU_F16>(s, W, b, x, n, y, accumulate, sm_count);
@@ -336,4 +372,11 @@ extern "C" cudaError_t cuk_gemv(cudaStream_t s, cu_wview W, const float *b, cons
     case CU_Q4_0: return launch_wt<CU_Q4_0>(s, W, b, x, n, y, accumulate, sm_count);
     }
     return cudaErrorInvalidValue;
+}
+
+extern "C" cudaError_t cuk_gemv_reference(cudaStream_t s, cu_wview W, const float *b, const float *x, int n, float *y,
+                                          int accumulate) {
+    if (n < 1 || n > CU_GEMV_MAX_N) return cudaErrorInvalidValue;
+    k_gemv_generic<<<(unsigned)((W.rows + 7) / 8), 256, 0, s>>>(W, b, x, n, y, accumulate);
+    return cudaGetLastError();
 }

@@ -1,9 +1,10 @@
 /* k_ssm.cu - the selective SSM (cpu/cpu_ssm.c's reference), fp32 state.
  *
- * Decode (every segment one row): one kernel does the whole step. A block holds 16 channels, 16 lanes
- * each: the block normalises the row's dt/B/C (weightless rmsnorm, FalconMamba) into shared memory,
- * each 16-lane group computes its channel's dt_proj dot, softplus, then lane k updates state element k
- * (s = exp(delta*A)*s + delta*B*u) and the lanes reduce y = s.C, add D*u and apply the silu(z) gate.
+ * Decode (every segment one row): one kernel does the whole step. A block holds 16 channels, 8 lanes
+ * each (16 when dt_rank > 256): the block normalises the row's dt/B/C (weightless rmsnorm,
+ * FalconMamba) into shared memory, each lane group computes its channel's dt_proj dot and softplus,
+ * lane l updates state elements l, l + 8, ... (s = exp(delta*A)*s + delta*B*u), and the lanes reduce
+ * y = s.C, add D*u and apply the silu(z) gate.
  *
  * Prefill: dt/B/C norms for all rows (k_ssm_norm), delta = dt_proj(.) + dt_b as a matrix product (the
  * caller's), then k_ssm_scan: parallel over segments, channels and state elements (16 lanes per
@@ -12,14 +13,15 @@
  */
 #include "k_common.cuh"
 
-#define GS 16        /* lanes per channel */
-#define MAX_NJ 4     /* state elements per lane: d_state <= 64 */
+#define GS 16        /* lanes per channel in the prefill scan */
+#define MAX_NJ 4     /* state elements per lane there: d_state <= 64 */
 
-__device__ __forceinline__ float group_sum(float v) {
+template <int G> __device__ __forceinline__ float lanes_sum(float v) {
 #pragma unroll
-    for (int o = GS / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o, GS);
+    for (int o = G / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o, G);
     return v;
 }
+__device__ __forceinline__ float group_sum(float v) { return lanes_sum<GS>(v); }
 
 /* Normalise (or copy) one xdbl row into sh[0 .. R+2N), block-wide. */
 __device__ void norm_row(const float *row, int R, int N, int norm, float eps, float *sh, double *red) {
@@ -62,17 +64,23 @@ __device__ void norm_row(const float *row, int R, int N, int norm, float eps, fl
     __syncthreads();
 }
 
-#define DT_MAXJ 32 /* dt_proj elements per lane held in registers: dt_rank <= 512 */
+#define DT_MAXJ 32 /* dt_proj elements per lane held in registers: dt_rank <= 32 x lanes per channel */
 
+/* G lanes per channel (8 when dt_rank <= 256, else 16): 16 channels per 128-thread block with G = 8,
+   so the 7B shape's 512 blocks fit in one wave. Everything this kernel reads that an earlier kernel
+   wrote (xdbl, u, z, the state) is loaded right after the wait, before the norm's barriers, so those
+   latencies overlap instead of adding up. */
+template <int G>
 __global__ void __launch_bounds__(256) k_ssm_decode(cu_segtab t, cu_ssm_params p) {
+    constexpr int NJ = 64 / G; /* state elements per lane: d_state <= 64 */
     pdl_trigger();
     extern __shared__ float sh[]; /* R + 2N floats */
     __shared__ double red[3 * 8];
     const int s = blockIdx.y;
     const int R = p.R, N = p.N, di = p.di;
     const int ldx = R + 2 * N;
-    const int g = threadIdx.x / GS, l = threadIdx.x % GS;
-    const int c0 = blockIdx.x * (blockDim.x / GS) + g;
+    const int g = threadIdx.x / G, l = threadIdx.x % G;
+    const int c0 = blockIdx.x * (blockDim.x / G) + g;
     const int c = c0 < di ? c0 : di - 1; /* groups past the end compute a copy and write nothing */
     const bool live = c0 < di;
     /* Parameters first (constant while the model runs: read before the wait, so these loads overlap
@@ -80,53 +88,61 @@ __global__ void __launch_bounds__(256) k_ssm_decode(cu_segtab t, cu_ssm_params p
     float wdt[DT_MAXJ];
 #pragma unroll
     for (int i = 0; i < DT_MAXJ; i++) {
-        const int j = l + GS * i;
+        const int j = l + G * i;
         wdt[i] = j < R ? w_elem(p.dt_w, c, j) : 0.0f;
     }
     const float dtb = p.dt_b[c], Dc = p.D[c];
-    float Ar[MAX_NJ];
+    float Ar[NJ];
 #pragma unroll
-    for (int i = 0; i < MAX_NJ; i++) {
-        const int k = l + GS * i;
+    for (int i = 0; i < NJ; i++) {
+        const int k = l + G * i;
         Ar[i] = k < N ? p.A[(size_t)c * N + k] : 0.0f;
     }
     pdl_wait();
     const int r = t.row0[s];
+    float *st = seg_ssm(t, s) + (size_t)c * N;
+    float sv[NJ];
+#pragma unroll
+    for (int i = 0; i < NJ; i++) {
+        const int k = l + G * i;
+        sv[i] = k < N ? st[k] : 0.0f;
+    }
+    const float u = p.u[(size_t)r * di + c];
+    const float zv = p.z[(size_t)r * p.ld_z + c];
     norm_row(p.xdbl + (size_t)r * ldx, R, N, p.norm, p.eps, sh, red);
     float dot = 0.0f;
 #pragma unroll
     for (int i = 0; i < DT_MAXJ; i++) {
-        const int j = l + GS * i;
+        const int j = l + G * i;
         if (j < R) dot += wdt[i] * sh[j];
     }
-    dot = group_sum(dot);
+    dot = lanes_sum<G>(dot);
     const float dl = softplus_f(dot + dtb);
-    const float u = p.u[(size_t)r * di + c];
-    float *st = seg_ssm(t, s) + (size_t)c * N;
     const float *B = sh + R, *C = sh + R + N;
     float yk = 0.0f;
 #pragma unroll
-    for (int i = 0; i < MAX_NJ; i++) {
-        const int k = l + GS * i;
+    for (int i = 0; i < NJ; i++) {
+        const int k = l + G * i;
         if (k < N) {
-            float v = expf(dl * Ar[i]) * st[k] + dl * B[k] * u;
+            float v = expf(dl * Ar[i]) * sv[i] + dl * B[k] * u;
             if (live) st[k] = v;
             yk += v * C[k];
         }
     }
-    yk = group_sum(yk);
+    yk = lanes_sum<G>(yk);
     if (l == 0 && live) {
         float y = yk + Dc * u;
-        p.y[(size_t)r * di + c] = y * silu_f(p.z[(size_t)r * p.ld_z + c]);
+        p.y[(size_t)r * di + c] = y * silu_f(zv);
     }
 }
 
 extern "C" cudaError_t cuk_ssm_decode(cudaStream_t s, const cu_segtab *t, const cu_ssm_params *p) {
     if (t->n <= 0) return cudaSuccess;
-    if (p->R > GS * DT_MAXJ || p->N > GS * MAX_NJ) return cudaErrorInvalidValue;
-    const int cpb = 256 / GS;
+    if (p->R > 16 * DT_MAXJ || p->N > 64) return cudaErrorInvalidValue;
     size_t shm = (size_t)(p->R + 2 * p->N) * sizeof(float);
-    return cuk_launch(k_ssm_decode, dim3((p->di + cpb - 1) / cpb, t->n), dim3(256), shm, s, *t, *p);
+    if (p->R <= 8 * DT_MAXJ)
+        return cuk_launch(k_ssm_decode<8>, dim3((p->di + 15) / 16, t->n), dim3(128), shm, s, *t, *p);
+    return cuk_launch(k_ssm_decode<16>, dim3((p->di + 15) / 16, t->n), dim3(256), shm, s, *t, *p);
 }
 
 __global__ void k_ssm_norm(const float *xdbl, int R, int N, int norm, float eps, float *dtn, float *bc) {

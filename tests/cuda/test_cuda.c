@@ -395,6 +395,91 @@ static void run_case(void **state) {
     fm_test_free_case(&c.ref);
 }
 
+/* Every decode GEMV kernel (FM_CUDA_GEMV = 0..4 for batch 1, the tensor-core kernel for batches; with
+   FM_CUDA_GEMV_TC=2 it also takes these tiny matrices, which it normally leaves to the FMA kernel) on
+   bf16, Q8_0 and Q4_0 weights, one step at a time and in a batch of three, against the CPU backend in
+   fp32 on the same values (bf16: the CPU's bf16 weights; quantized: the dequantized checkpoint). The
+   variant is process-wide and read at context open, so the references are computed on the CPU. */
+static void test_gemv_kernels(void **state) {
+    (void)state;
+    fm_ref_case ref;
+    if (fm_test_load_case("falcon_f32_untied", &ref) != 0) fail_msg("cannot load fixture falcon_f32_untied");
+    const fm_weight_type wts[] = {FM_WEIGHTS_BF16, FM_WEIGHTS_Q8_0, FM_WEIGHTS_Q4_0};
+    const char *wnames[] = {"bf16", "q8_0", "q4_0"};
+    const size_t V = (size_t)ref.n_vocab, np = ref.n_prompts < 3 ? ref.n_prompts : 3;
+    for (int w = 0; w < 3; w++) {
+        char *dq = w ? write_dequantized(ref.dir, wts[w], 0) : NULL;
+        fm_context *cpu = open_ctx(w ? dq : ref.dir, FM_BACKEND_CPU, w ? FM_WEIGHTS_F32 : FM_WEIGHTS_BF16);
+        const double tol = w ? QUANT_STEP_TOL : 2e-3;
+        /* references: each prompt token by token, then one more token for the batch */
+        size_t total = 0;
+        for (size_t i = 0; i < np; i++) total += ref.prompts[i].n + 1;
+        float *want = malloc(total * V * sizeof(float));
+        float *at = want;
+        for (size_t i = 0; i < np; i++) {
+            fm_session *s = open_session(cpu, 0);
+            for (size_t t = 0; t <= ref.prompts[i].n; t++) {
+                int32_t tok = t < ref.prompts[i].n ? ref.prompts[i].tokens[t] : (int32_t)((5 * i + 2) % V);
+                OK(fm_session_feed(s, &tok, 1, NULL));
+                memcpy(at, fm_session_logits(s), V * sizeof(float));
+                at += V;
+            }
+            fm_session_close(s);
+        }
+        fm_context_close(cpu);
+        for (int v = 0; v <= 4; v++) {
+            char vs[8];
+            snprintf(vs, sizeof vs, "%d", v);
+            setenv("FM_CUDA_GEMV", vs, 1);
+            setenv("FM_CUDA_GEMV_TC", "2", 1);
+            fm_context *g = open_ctx(ref.dir, FM_BACKEND_CUDA, wts[w]);
+            fm_session *ss[3] = {NULL, NULL, NULL};
+            int32_t next[3];
+            double worst = 0;
+            at = want;
+            for (size_t i = 0; i < np; i++) {
+                ss[i] = open_session(g, 0);
+                for (size_t t = 0; t < ref.prompts[i].n; t++, at += V) {
+                    OK(fm_session_feed(ss[i], &ref.prompts[i].tokens[t], 1, NULL));
+                    double r = rel_err(fm_session_logits(ss[i]), at, V);
+                    if (r > worst) worst = r;
+                    if (!(r <= tol))
+                        fail_msg("%s, FM_CUDA_GEMV=%d: step %zu of prompt %zu: relative error %.3g > %.1e", wnames[w], v,
+                                 t, i, r, tol);
+                }
+                next[i] = (int32_t)((5 * i + 2) % V);
+                at += V;
+            }
+            OK(fm_decode_batch(ss, next, np));
+            at = want;
+            for (size_t i = 0; i < np; i++) {
+                at += ref.prompts[i].n * V;
+                double r = rel_err(fm_session_logits(ss[i]), at, V);
+                if (r > worst) worst = r;
+                if (!(r <= tol))
+                    fail_msg("%s, FM_CUDA_GEMV=%d: batched step of sequence %zu: relative error %.3g > %.1e", wnames[w],
+                             v, i, r, tol);
+                at += V;
+                fm_session_close(ss[i]);
+            }
+            print_message("gemv kernels: %s, FM_CUDA_GEMV=%d (tensor cores forced): worst relative error %.3g\n",
+                          wnames[w], v, worst);
+            fm_context_close(g);
+        }
+        unsetenv("FM_CUDA_GEMV");
+        unsetenv("FM_CUDA_GEMV_TC");
+        free(want);
+        if (dq) {
+            fm_test_rmtree(dq);
+            free(dq);
+        }
+    }
+    /* back to the defaults for the tests after this one */
+    fm_context *g = open_ctx(ref.dir, FM_BACKEND_CUDA, FM_WEIGHTS_AUTO);
+    fm_context_close(g);
+    fm_test_free_case(&ref);
+}
+
 /* Two contexts, each driven by its own thread at the same time. */
 typedef struct worker {
     const char *name;
@@ -496,12 +581,13 @@ int main(void) {
         fprintf(stderr, "no reference cases found under %s\n", fm_test_fixtures_dir());
         return 1;
     }
-    struct CMUnitTest tests[MAX_CASES + 2];
+    struct CMUnitTest tests[MAX_CASES + 3];
     for (size_t i = 0; i < n; i++) {
         ptrs[i] = names[i];
         tests[i] = (struct CMUnitTest){names[i], run_case, NULL, NULL, (void *)ptrs[i]};
     }
     tests[n] = (struct CMUnitTest){"two_contexts_two_threads", test_two_contexts_two_threads, NULL, NULL, NULL};
     tests[n + 1] = (struct CMUnitTest){"errors", test_errors, NULL, NULL, NULL};
-    return _cmocka_run_group_tests("cuda", tests, n + 2, NULL, NULL);
+    tests[n + 2] = (struct CMUnitTest){"gemv_kernels", test_gemv_kernels, NULL, NULL, NULL};
+    return _cmocka_run_group_tests("cuda", tests, n + 3, NULL, NULL);
 }

@@ -42,7 +42,8 @@ int cpu_matmul_reference(cpu_backend *be, const fm_weight *W, const fm_weight *b
 int cpu_matmul(void *be, const fm_weight *W, const fm_weight *b, const float *x, size_t n, float *y, int accumulate);
 int cpu_embed(void *be, const fm_weight *E, const int32_t *tokens, size_t n, float *x);
 int cpu_rmsnorm(void *be, const float *x, const fm_weight *w, size_t n, size_t d, float eps, float *y);
-int cpu_conv1d(void *be, const fm_conv_args *a);
+int cpu_conv1d(void *be, const fm_conv_args *a);           /* cpu_conv.c */
+int cpu_conv1d_reference(void *be, const fm_conv_args *a); /* cpu_ops.c: the oracle */
 int cpu_ssm(void *be, const fm_ssm_args *a);
 
 #endif

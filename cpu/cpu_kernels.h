@@ -51,7 +51,7 @@ typedef struct cpu_scan_args {
    CPU_GEMM_SCRATCH_FLOATS floats (64-byte aligned) for the calling thread. */
 #define CPU_GEMM_KB 256
 #define CPU_GEMM_NB 32
-#define CPU_GEMM_SCRATCH_FLOATS (CPU_GEMM_KB * CPU_GEMM_NB + CPU_GEMM_KB)
+#define CPU_GEMM_SCRATCH_FLOATS (2 * CPU_GEMM_KB * CPU_GEMM_NB) /* the panel, then a row buffer as large */
 
 typedef struct cpu_kernels {
     const char *name;
@@ -74,6 +74,11 @@ const cpu_kernels *cpu_kernels_avx512(void); /* NULL if not compiled in */
 const cpu_kernels *cpu_kernels_select(void);
 /* Whether this CPU can run a table (cpuid + OS state). */
 int cpu_kernels_supported(const cpu_kernels *k);
+
+/* The backend's conv1d (cpu_conv.c) on an explicit pool and table (tests compare it with
+   cpu_conv1d_reference). */
+struct cpu_pool;
+void cpu_conv1d_run(struct cpu_pool *pool, const cpu_kernels *k, const fm_conv_args *a);
 
 /* Helpers shared by the kernel files. */
 /* Widen W[row][k0 .. k0+len) to fp32 (k0 and len multiples of 32 for quantized W). */

@@ -1,4 +1,5 @@
-/* cpu_ops.c - reference embed, rmsnorm and causal depthwise conv1d (+bias, silu, state update). */
+/* cpu_ops.c - reference embed, rmsnorm and causal depthwise conv1d (+bias, silu, state update); the
+   backend runs cpu_conv.c's faster conv1d, which is tested against this one. */
 #include <math.h>
 #include <string.h>
 
@@ -26,7 +27,7 @@ int cpu_rmsnorm(void *be, const float *x, const fm_weight *w, size_t n, size_t d
 
 static inline float silu(float v) { return v / (1.0f + expf(-v)); }
 
-int cpu_conv1d(void *be, const fm_conv_args *a) {
+int cpu_conv1d_reference(void *be, const fm_conv_args *a) {
     (void)be;
     const size_t di = (size_t)a->d_inner, K = (size_t)a->d_conv, km1 = K - 1;
     const float *w = a->w->data;

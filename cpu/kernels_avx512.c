@@ -278,22 +278,75 @@ AINLINE void micro(const float *panel, size_t kb, const float *x, size_t ldx, fl
     }
 }
 
+/* r[c] <- column c of the 16 x 16 block r (rows in, columns out), in registers. */
+AINLINE void transpose16(__m512 r[16]) {
+    __m512 t[16], u[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int g = 0; g < 4; g++) { /* u[4g + m], 128-bit lane L: rows 4g .. 4g+3 of column 4L + m */
+        const __m512d a = _mm512_castps_pd(t[4 * g]), b = _mm512_castps_pd(t[4 * g + 1]);
+        const __m512d c = _mm512_castps_pd(t[4 * g + 2]), d = _mm512_castps_pd(t[4 * g + 3]);
+        u[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (int m = 0; m < 4; m++) {
+        const __m512 v0 = _mm512_shuffle_f32x4(u[m], u[4 + m], 0x88), v4 = _mm512_shuffle_f32x4(u[m], u[4 + m], 0xdd);
+        const __m512 v8 = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0x88);
+        const __m512 v12 = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0xdd);
+        r[m] = _mm512_shuffle_f32x4(v0, v8, 0x88);
+        r[8 + m] = _mm512_shuffle_f32x4(v0, v8, 0xdd);
+        r[4 + m] = _mm512_shuffle_f32x4(v4, v12, 0x88);
+        r[12 + m] = _mm512_shuffle_f32x4(v4, v12, 0xdd);
+    }
+}
+
+/* panel[k][jj] = W[j0 + jj][k0 + k] for k < kb, jj < 32 (zero for jj >= nj): 16 x 16 blocks widened
+   and transposed in registers. Float types load straight from the weights; quantized rows are widened
+   into rowbuf (32 x CPU_GEMM_KB floats) first. */
+static void pack_panel(const fm_weight *W, size_t j0, size_t nj, size_t k0, size_t kb, float *panel, float *rowbuf) {
+    const size_t K = (size_t)W->cols;
+    const int quant = W->dtype == FM_DTYPE_Q8_0 || W->dtype == FM_DTYPE_Q4_0;
+    const size_t esz = W->dtype == FM_DTYPE_F32 ? 4 : 2;
+    if (quant)
+        for (size_t jj = 0; jj < nj; jj++) cpu_weight_slice_f32(W, j0 + jj, k0, kb, rowbuf + jj * CPU_GEMM_KB);
+    for (size_t jg = 0; jg < CPU_GEMM_NB; jg += 16)
+        for (size_t kc = 0; kc < kb; kc += 16) {
+            const size_t kn = kb - kc < 16 ? kb - kc : 16;
+            const __mmask16 m = kn == 16 ? (__mmask16)0xffff : (__mmask16)((1u << kn) - 1);
+            __m512 r[16];
+            for (size_t i = 0; i < 16; i++) {
+                const size_t jj = jg + i;
+                if (jj >= nj) {
+                    r[i] = _mm512_setzero_ps();
+                } else if (quant) {
+                    r[i] = _mm512_maskz_loadu_ps(m, rowbuf + jj * CPU_GEMM_KB + kc);
+                } else {
+                    const unsigned char *p = (const unsigned char *)W->data + ((j0 + jj) * K + k0 + kc) * esz;
+                    r[i] = W->dtype == FM_DTYPE_BF16  ? load16_bf16(p, m)
+                           : W->dtype == FM_DTYPE_F16 ? load16_f16(p, m)
+                                                      : load16_f32(p, m);
+                }
+            }
+            transpose16(r);
+            for (size_t k = 0; k < kn; k++) _mm512_store_ps(panel + (kc + k) * CPU_GEMM_NB + jg, r[k]);
+        }
+}
+
 static void gemm(const cpu_gemv_args *a, float *scratch) {
     const fm_weight *W = a->W;
     const size_t K = (size_t)W->cols, n = a->n;
-    float *panel = scratch, *row = scratch + CPU_GEMM_KB * CPU_GEMM_NB;
+    float *panel = scratch, *rowbuf = scratch + CPU_GEMM_KB * CPU_GEMM_NB;
     for (size_t j0 = a->j0; j0 < a->j1; j0 += CPU_GEMM_NB) {
         const size_t nj = a->j1 - j0 < CPU_GEMM_NB ? a->j1 - j0 : CPU_GEMM_NB;
         const __mmask16 m0 = nj >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nj) - 1);
         const __mmask16 m1 = nj <= 16 ? (__mmask16)0 : nj >= 32 ? (__mmask16)0xffff : (__mmask16)((1u << (nj - 16)) - 1);
         for (size_t k0 = 0; k0 < K; k0 += CPU_GEMM_KB) {
             const size_t kb = K - k0 < CPU_GEMM_KB ? K - k0 : CPU_GEMM_KB;
-            /* Pack W[j0 .. j0+nj)[k0 .. k0+kb) transposed: panel[k][jj]; missing columns are zero. */
-            for (size_t jj = 0; jj < CPU_GEMM_NB; jj++) {
-                if (jj < nj) cpu_weight_slice_f32(W, j0 + jj, k0, kb, row);
-                else memset(row, 0, kb * sizeof(float));
-                for (size_t k = 0; k < kb; k++) panel[k * CPU_GEMM_NB + jj] = row[k];
-            }
+            pack_panel(W, j0, nj, k0, kb, panel, rowbuf);
             const int load_c = k0 > 0 || a->accumulate;
             const float *bias = a->bias && k0 + kb == K ? a->bias + j0 : NULL;
             for (size_t i = 0; i < n; i += 8) {

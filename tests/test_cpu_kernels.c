@@ -313,6 +313,67 @@ static void test_scan(void **state) {
     }
 }
 
+/* The backend's conv1d (time-major, channel blocks split over a pool) against the reference, per
+   table: segments longer than the kernel, shorter than its history (state carried through), and
+   single rows; channel counts that leave partial blocks; with and without bias. */
+static void test_conv1d(void **state) {
+    (void)state;
+    cpu_pool *pool = NULL;
+    assert_int_equal(cpu_pool_create(2, &pool), 0);
+    const size_t dis[] = {40, 300, 517};
+    const int32_t Ks[] = {4, 2, 1};
+    const int32_t seg_rows[] = {9, 2, 1, 5};
+    const size_t nseg = 4, rows = 9 + 2 + 1 + 5;
+    for (size_t di_i = 0; di_i < 3; di_i++)
+        for (size_t ki = 0; ki < 3; ki++)
+            for (int with_b = 0; with_b < 2; with_b++) {
+                const size_t di = dis[di_i], K = (size_t)Ks[ki], km1 = K - 1, ld = 2 * di + 3;
+                float *in = malloc(rows * ld * 4), *w = malloc(di * K * 4), *b = malloc(di * 4);
+                float *st0 = malloc(nseg * di * (km1 + 1) * 4), *st_ref = malloc(nseg * di * (km1 + 1) * 4);
+                float *st = malloc(nseg * di * (km1 + 1) * 4);
+                float *y_ref = malloc(rows * di * 4), *y = malloc(rows * di * 4);
+                for (size_t i = 0; i < rows * ld; i++) in[i] = 2.0f * frand();
+                for (size_t i = 0; i < di * K; i++) w[i] = frand();
+                for (size_t i = 0; i < di; i++) b[i] = frand();
+                for (size_t i = 0; i < nseg * di * (km1 + 1); i++) st0[i] = frand();
+                fm_weight wv = {0}, bv = {0};
+                wv.data = w;
+                wv.dtype = FM_DTYPE_F32;
+                wv.rows = (int64_t)di;
+                wv.cols = (int64_t)K;
+                bv.data = b;
+                bv.dtype = FM_DTYPE_F32;
+                bv.rows = 1;
+                bv.cols = (int64_t)di;
+                fm_segment segs[4];
+                int32_t r0 = 0;
+                for (size_t sgi = 0; sgi < nseg; sgi++) {
+                    segs[sgi].row0 = r0;
+                    segs[sgi].n_rows = seg_rows[sgi];
+                    r0 += seg_rows[sgi];
+                    segs[sgi].ssm_state = NULL;
+                }
+                fm_conv_args a = {segs, nseg, in, ld, y_ref, &wv, with_b ? &bv : NULL, (int32_t)di, (int32_t)K};
+                memcpy(st_ref, st0, nseg * di * (km1 + 1) * 4);
+                for (size_t sgi = 0; sgi < nseg; sgi++) segs[sgi].conv_state = st_ref + sgi * di * (km1 + 1);
+                assert_int_equal(cpu_conv1d_reference(NULL, &a), 0);
+                for (size_t ti = 0; ti < g_n_tables; ti++) {
+                    memcpy(st, st0, nseg * di * (km1 + 1) * 4);
+                    for (size_t sgi = 0; sgi < nseg; sgi++) segs[sgi].conv_state = st + sgi * di * (km1 + 1);
+                    a.out = y;
+                    cpu_conv1d_run(pool, g_tables[ti], &a);
+                    a.out = y_ref;
+                    for (size_t i = 0; i < nseg * di * (km1 + 1); i++) assert_true(st[i] == st_ref[i]);
+                    for (size_t i = 0; i < rows * di; i++)
+                        if (!(fabsf(y[i] - y_ref[i]) <= 1e-6f * (1 + fabsf(y_ref[i]))))
+                            fail_msg("%s conv1d di %zu K %zu bias %d: y[%zu] %g vs %g", g_tables[ti]->name, di, K, with_b,
+                                     i, y[i], y_ref[i]);
+                }
+                free(in), free(w), free(b), free(st0), free(st_ref), free(st), free(y_ref), free(y);
+            }
+    cpu_pool_destroy(pool);
+}
+
 static void test_activations(void **state) {
     (void)state;
     const size_t n = 2003;
@@ -399,7 +460,7 @@ static void test_select(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_quant_formats), cmocka_unit_test(test_quantize_x), cmocka_unit_test(test_quantize_row), cmocka_unit_test(test_gemv_float),
-        cmocka_unit_test(test_gemv_quant),    cmocka_unit_test(test_gemm),       cmocka_unit_test(test_scan),
+        cmocka_unit_test(test_gemv_quant),    cmocka_unit_test(test_gemm),       cmocka_unit_test(test_scan), cmocka_unit_test(test_conv1d),
         cmocka_unit_test(test_activations),   cmocka_unit_test(test_pool),       cmocka_unit_test(test_select),
     };
     return cmocka_run_group_tests(tests, setup_tables, NULL);

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bandwidth_probe.cuh"
 #include "falconmamba.h"
 
 static double now_s(void) {
@@ -37,47 +38,16 @@ static double now_s(void) {
         }                                                                                                             \
     } while (0)
 
-/* ---- bandwidth probe: sum of bf16 values, 128-bit loads ----------------------------------------- */
-__global__ void k_sum_bf16(const uint4 *p, size_t n, float *out) {
-    float acc = 0.0f;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        uint4 v = __ldcs(p + i);
-        unsigned w[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-        for (int j = 0; j < 4; j++) acc += __uint_as_float(w[j] << 16) + __uint_as_float(w[j] & 0xffff0000u);
-    }
-    for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-    if ((threadIdx.x & 31) == 0) atomicAdd(out, acc);
-}
-
+/* The read-bandwidth probe (bandwidth_probe.cuh), on device 0. */
 static double probe_bandwidth(void) {
-    const size_t bytes = (size_t)4 << 30;
-    void *buf;
-    float *out;
-    if (cudaMalloc(&buf, bytes) != cudaSuccess || cudaMalloc(&out, sizeof(float)) != cudaSuccess) {
+    int sms = 0;
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
+    double gbs = fm_probe_read_gbs(sms);
+    if (gbs <= 0) {
         fprintf(stderr, "bandwidth probe: cudaMalloc failed\n");
         exit(1);
     }
-    cudaMemset(buf, 0x3c, bytes);
-    int sms = 0;
-    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
-    cudaEvent_t a, b;
-    cudaEventCreate(&a);
-    cudaEventCreate(&b);
-    double best = 0;
-    for (int it = 0; it < 12; it++) {
-        cudaEventRecord(a);
-        k_sum_bf16<<<sms * 8, 512>>>((const uint4 *)buf, bytes / 16, out);
-        cudaEventRecord(b);
-        cudaEventSynchronize(b);
-        float ms = 0;
-        cudaEventElapsedTime(&ms, a, b);
-        double gbs = (double)bytes / (ms * 1e-3) / 1e9;
-        if (it >= 2 && gbs > best) best = gbs;
-    }
-    cudaFree(buf);
-    cudaFree(out);
-    return best;
+    return gbs;
 }
 
 static size_t g_min_free = (size_t)-1, g_total;

@@ -15,7 +15,7 @@
  *     checked against the generic reference kernel on the same inputs (max |diff| / max |ref|); each
  *     as the module runs by default, then with the L2 prefetch of the weight rows (FM_CUDA_PREFETCH=1;
  *     left out with --default-only).
- * The bandwidth probe is a bf16 sum over 4 GiB with 128-bit streaming loads (as cuda_bench). Not a test:
+ * The bandwidth probe is bandwidth_probe.cuh's (as cuda_bench's). Not a test:
  * figures go to docs/PERFORMANCE.md.
  */
 #include <cuda_fp16.h>
@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bandwidth_probe.cuh"
 #include "cuda_internal.h"
 
 #define CU(call)                                                                                                      \
@@ -235,41 +236,6 @@ static double kernel_bytes(const bench *b, int which) {
     return 0;
 }
 
-__global__ void k_sum_bf16(const uint4 *p, size_t n, float *out) {
-    float acc = 0.0f;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        uint4 v = __ldcs(p + i);
-        unsigned w[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-        for (int j = 0; j < 4; j++) acc += __uint_as_float(w[j] << 16) + __uint_as_float(w[j] & 0xffff0000u);
-    }
-    for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-    if ((threadIdx.x & 31) == 0) atomicAdd(out, acc);
-}
-
-static double probe_bandwidth(int sm) {
-    const size_t bytes = (size_t)4 << 30;
-    void *buf = dalloc(bytes);
-    float *out = (float *)dalloc(4);
-    fill(buf, bytes / 2, CU_BF16, 1.0f, 7);
-    double best = 0;
-    cudaEvent_t e0, e1;
-    CU(cudaEventCreate(&e0));
-    CU(cudaEventCreate(&e1));
-    for (int r = 0; r < 10; r++) {
-        CU(cudaEventRecord(e0));
-        k_sum_bf16<<<sm * 8, 512>>>((const uint4 *)buf, bytes / 16, out);
-        CU(cudaEventRecord(e1));
-        CU(cudaEventSynchronize(e1));
-        float ms;
-        CU(cudaEventElapsedTime(&ms, e0, e1));
-        double bw = bytes / (ms * 1e-3);
-        if (bw > best) best = bw;
-    }
-    CU(cudaFree(buf));
-    CU(cudaFree(out));
-    return best;
-}
 
 /* The current GEMV of W on x (b.batch rows) against the reference kernel: max |diff| / max |ref|. */
 static double check_gemv(bench *b, const cu_wview &W, const float *x) {
@@ -453,7 +419,11 @@ int main(int argc, char **argv) {
     CU(cudaGetDeviceProperties(&prop, dev));
     const char *pdl = getenv("FM_CUDA_PDL");
     cuk_set_pdl(prop.major >= 9 && !(pdl && !strcmp(pdl, "0")));
-    double bw = probe_bandwidth(sm);
+    double bw = fm_probe_read_gbs(sm) * 1e9;
+    if (bw <= 0) {
+        fprintf(stderr, "bandwidth probe: cudaMalloc failed\n");
+        return 1;
+    }
     printf("# kernel_bench: %s, %d SMs, read bandwidth %.0f GB/s (bf16 sum, 4 GiB, best of 10), PDL %s\n", prop.name,
            sm, bw / 1e9, prop.major >= 9 && !(pdl && !strcmp(pdl, "0")) ? "on" : "off");
     for (char *tok = strtok(weights, ","); tok; tok = strtok(NULL, ",")) {

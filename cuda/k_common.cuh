@@ -53,6 +53,24 @@ __device__ __forceinline__ void prefetch_l2(const void *p, size_t bytes) {
 #endif
 }
 
+/* Bytes of one row of a matrix stored as WT (quantized: the quants only; scales are a plane of
+   their own, cols / 32 fp16 per row). */
+template <int WT> __device__ __forceinline__ size_t row_bytes(int64_t cols) {
+    if constexpr (WT == CU_F32) return (size_t)cols * 4;
+    else if constexpr (WT == CU_Q8_0) return (size_t)cols;
+    else if constexpr (WT == CU_Q4_0) return (size_t)cols / 2;
+    else return (size_t)cols * 2;
+}
+
+/* prefetch_l2 of rows [first, first + count) of W (clipped to its rows), which are contiguous: one
+   range of quants and, for quantized W, one of scales (when 16-byte aligned). One whole warp. */
+template <int WT> __device__ __forceinline__ void prefetch_l2_rows(const cu_wview &W, int64_t first, int64_t count) {
+    const int64_t n = W.rows - first < count ? W.rows - first : count;
+    prefetch_l2((const unsigned char *)W.data + (size_t)first * row_bytes<WT>(W.cols), (size_t)n * row_bytes<WT>(W.cols));
+    const int64_t spr = W.cols / CU_QBLOCK;
+    if (W.scales && ((uintptr_t)(W.scales + first * spr) & 15) == 0) prefetch_l2(W.scales + first * spr, (size_t)n * spr * 2);
+}
+
 template <typename... KArgs, typename... Args>
 static cudaError_t cuk_launch(void (*k)(KArgs...), dim3 grid, dim3 block, size_t shm, cudaStream_t s,
                               Args &&...args) {

@@ -96,13 +96,6 @@ template <int WT> __device__ __forceinline__ void widen(const uint4 &w, float *o
     }
 }
 
-template <int WT> __device__ __forceinline__ size_t row_bytes(int64_t cols) {
-    if constexpr (WT == CU_F32) return (size_t)cols * 4;
-    else if constexpr (WT == CU_Q8_0) return (size_t)cols;
-    else if constexpr (WT == CU_Q4_0) return (size_t)cols / 2;
-    else return (size_t)cols * 2;
-}
-
 template <int WT, int RPW, int U>
 __device__ __forceinline__ void load_batch(uint4 (&wv)[U][RPW], float (&sc)[U][RPW], const unsigned char *const *wrow,
                                            const unsigned short *const *srow, int g0, int step, int ngran) {
@@ -198,13 +191,7 @@ __global__ void __launch_bounds__(256, MINB) k_gemv(cu_wview W, const float *__r
     int g0 = kidx * 32 + lane;
     uint4 wa[U][RPW];
     float sa[U][RPW];
-    if (pf && warp == 0) {
-        /* the block's rows are contiguous: one range of quants (and one of scales) */
-        const int64_t first = (int64_t)blockIdx.x * groups * RPW;
-        const int64_t n = rows - first < groups * RPW ? rows - first : groups * RPW;
-        prefetch_l2((const unsigned char *)W.data + (size_t)first * row_bytes<WT>(cols), (size_t)n * row_bytes<WT>(cols));
-        if (W.scales && ((uintptr_t)(W.scales + first * spr) & 15) == 0) prefetch_l2(W.scales + first * spr, (size_t)n * spr * 2);
-    }
+    if (pf && warp == 0) prefetch_l2_rows<WT>(W, (int64_t)blockIdx.x * groups * RPW, groups * RPW);
     load_batch<WT, RPW, U>(wa, sa, wrow, srow, g0, step, ngran); /* weights only: before the wait */
     pdl_wait();
     for (; g0 < ngran; g0 += stride) {

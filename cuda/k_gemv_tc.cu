@@ -116,10 +116,6 @@ __device__ __forceinline__ void tc_xfrag(const float *xs, int step, int t, bool 
     }
 }
 
-template <int WT> __device__ __forceinline__ size_t tc_row_bytes(int64_t cols) {
-    return WT == CU_BF16 ? (size_t)cols * 2 : WT == CU_Q8_0 ? (size_t)cols : (size_t)cols / 2;
-}
-
 /* NT n-tiles (8 virtual columns each), U steps of weights in flight per lane. */
 template <int WT, int NT, int U>
 __global__ void __launch_bounds__(TC_WARPS * 32, 2) k_gemv_tc(cu_wview W, const float *__restrict__ bias,
@@ -136,8 +132,8 @@ __global__ void __launch_bounds__(TC_WARPS * 32, 2) k_gemv_tc(cu_wview W, const 
     const int nsteps = (int)(cols / 32);
     const int s_begin = (int)((int64_t)nsteps * kidx / ksplit), s_end = (int)((int64_t)nsteps * (kidx + 1) / ksplit);
     const int64_t ra = r0 + g < rows ? r0 + g : rows - 1, rb = r0 + g + 8 < rows ? r0 + g + 8 : rows - 1;
-    const unsigned char *wa = (const unsigned char *)W.data + (size_t)ra * tc_row_bytes<WT>(cols);
-    const unsigned char *wb = (const unsigned char *)W.data + (size_t)rb * tc_row_bytes<WT>(cols);
+    const unsigned char *wa = (const unsigned char *)W.data + (size_t)ra * row_bytes<WT>(cols);
+    const unsigned char *wb = (const unsigned char *)W.data + (size_t)rb * row_bytes<WT>(cols);
     const unsigned short *sa = QUANT ? W.scales + ra * (cols / 32) : nullptr;
     const unsigned short *sb = QUANT ? W.scales + rb * (cols / 32) : nullptr;
 
@@ -173,15 +169,7 @@ __global__ void __launch_bounds__(TC_WARPS * 32, 2) k_gemv_tc(cu_wview W, const 
             }
         }
     };
-    if (pf && warp == 0) {
-        /* the block's rows are contiguous: one range of quants (and one of scales) */
-        const int64_t first = (int64_t)blockIdx.x * tiles_per_block * 16;
-        const int64_t nr = rows - first < tiles_per_block * 16 ? rows - first : tiles_per_block * 16;
-        prefetch_l2((const unsigned char *)W.data + (size_t)first * tc_row_bytes<WT>(cols),
-                    (size_t)nr * tc_row_bytes<WT>(cols));
-        if (QUANT && ((uintptr_t)(W.scales + first * (cols / 32)) & 15) == 0)
-            prefetch_l2(W.scales + first * (cols / 32), (size_t)nr * (cols / 32) * 2);
-    }
+    if (pf && warp == 0) prefetch_l2_rows<WT>(W, (int64_t)blockIdx.x * tiles_per_block * 16, tiles_per_block * 16);
     if (s_begin < s_end) load(s_begin); /* weights only: before the wait */
     pdl_wait();
     for (int s0 = s_begin; s0 < s_end; s0 += U) {

@@ -63,7 +63,8 @@ static void conv_task(void *v, size_t c_begin, size_t c_end, int tid) {
 
 void cpu_conv1d_run(cpu_pool *pool, const cpu_kernels *k, const fm_conv_args *a) {
     conv_job job = {k, a};
-    /* ~4 channel blocks per thread keeps the split even; 64 keeps output runs on whole cache lines */
+    /* one range of channels per thread, starting on a multiple of 64 so threads' output runs do not
+       share cache lines */
     cpu_pool_run(pool, (size_t)a->d_inner, 64, conv_task, &job);
 }
 

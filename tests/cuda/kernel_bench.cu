@@ -137,7 +137,7 @@ enum { K_NORM, K_IN, K_CONV, K_XPROJ, K_SSM, K_OUT, K_COUNT, K_SSM_FUSED = K_COU
 static const char *k_names[K_COUNT + 1] = {"rmsnorm", "in_proj gemv", "conv1d step", "x_proj gemv",
                                            "ssm step",  "out_proj gemv", "ssm step (fused, per sequence)"};
 
-static void segs_for(bench *b, layer *l, int which_conv, cu_segtab *t) {
+static void segs_for(bench *b, layer *l, cu_segtab *t) {
     memset(t, 0, sizeof *t);
     t->n = b->batch;
     for (int i = 0; i < b->batch; i++) {
@@ -146,7 +146,6 @@ static void segs_for(bench *b, layer *l, int which_conv, cu_segtab *t) {
         t->conv[i] = l->conv_state + (size_t)i * b->s.di * (b->s.K - 1);
         t->ssm[i] = l->ssm_state + (size_t)i * b->s.di * b->s.N;
     }
-    (void)which_conv;
 }
 
 static void enqueue_layer(bench *b, int li, int which) {
@@ -154,7 +153,7 @@ static void enqueue_layer(bench *b, int li, int which) {
     const shape &s = b->s;
     const int n = b->batch;
     cu_segtab t;
-    segs_for(b, l, 0, &t);
+    segs_for(b, l, &t);
     if (which < 0 || which == K_NORM) CU(cuk_rmsnorm(b->st, b->x, l->norm, n, s.d, 1e-5f, b->h));
     if (which < 0 || which == K_IN) CU(cuk_gemv(b->st, l->in_proj, NULL, b->h, n, b->xz, 0, b->sm));
     if (which < 0 || which == K_CONV) CU(cuk_conv(b->st, &t, 1, n, b->xz, 2 * s.di, b->u, l->conv_w, l->conv_b, s.di, s.K));

@@ -32,6 +32,7 @@ typedef struct cpu_gemv_args {
     size_t ldy;
     const float *bias;
     int accumulate;
+    const void *xp; /* xq rearranged by the table's pack_x ([n] rows of pack_x_bytes), where it has one */
 } cpu_gemv_args;
 
 /* The selective scan for channels [c0, c1) of every row of one segment (see cpu_ssm.c):
@@ -57,6 +58,11 @@ typedef struct cpu_kernels {
     const char *name;
     void (*gemv[5])(const cpu_gemv_args *a); /* indexed by fm_dtype */
     void (*quantize_x)(const float *x, size_t K, cpu_xblock *out); /* one row */
+    /* Optional (NULL: the quantized GEMVs read xq): one row of quantize_x's blocks rearranged into the
+       layout this table's GEMV for weight type t reads from cpu_gemv_args.xp, pack_x_bytes(t, K)
+       bytes (a multiple of 64). */
+    size_t (*pack_x_bytes)(fm_dtype t, size_t K);
+    void (*pack_x)(fm_dtype t, const cpu_xblock *xq, size_t K, void *out);
     /* One weight row to Q8_0 or Q4_0 (t), bit-identical to quant.h's reference quantizers. */
     void (*quantize_row)(fm_dtype t, const float *x, void *out, size_t cols);
     void (*gemm)(const cpu_gemv_args *a, float *scratch);           /* NULL: use the reference path */

@@ -111,20 +111,30 @@ int cpu_matmul(void *vbe, const fm_weight *W, const fm_weight *b, const float *x
     const cpu_kernels *k = be->k;
     const size_t rows = (size_t)W->rows, K = (size_t)W->cols;
     const int quant = W->dtype == FM_DTYPE_Q8_0 || W->dtype == FM_DTYPE_Q4_0;
-    matmul_job job = {k, {W, 0, rows, x, NULL, n, y, rows, b ? (const float *)b->data : NULL, accumulate}, NULL};
+    matmul_job job = {k, {W, 0, rows, x, NULL, n, y, rows, b ? (const float *)b->data : NULL, accumulate, NULL}, NULL};
     if (n == 0) return CPU_OK;
     if (n <= CPU_GEMV_MAX_ROWS) {
         cpu_xblock *xq = NULL;
+        unsigned char *xp = NULL;
         if (quant) {
             xq = malloc(n * (K / FM_QBLOCK) * sizeof *xq);
-            if (!xq) return CPU_ERR(be, CPU_ERR_OOM, "cpu backend: out of memory in matmul");
+            const size_t pb = k->pack_x ? k->pack_x_bytes(W->dtype, K) : 0;
+            if (pb) xp = cpu_aligned_alloc(n * pb);
+            if (!xq || (pb && !xp)) {
+                free(xq);
+                free(xp);
+                return CPU_ERR(be, CPU_ERR_OOM, "cpu backend: out of memory in matmul");
+            }
             quant_job q = {k, x, K, xq};
             quant_task(&q, 0, n, 0);
+            for (size_t i = 0; i < n && pb; i++) k->pack_x(W->dtype, xq + i * (K / FM_QBLOCK), K, xp + i * pb);
             job.a.xq = xq;
+            job.a.xp = xp;
         }
         /* Columns in runs of 16 so threads' output stays on separate cache lines. */
         cpu_pool_run(be->pool, rows, 16, gemv_task, &job);
         free(xq);
+        free(xp);
         return CPU_OK;
     }
     if (!k->gemm) return cpu_matmul_reference(be, W, b, x, n, y, accumulate);

@@ -125,7 +125,14 @@ static void check_product(const cpu_kernels *k, fm_dtype t, size_t rows, size_t 
         xq = malloc(n * (K / 32) * sizeof *xq);
         for (size_t i = 0; i < n; i++) k->quantize_x(x + i * K, K, xq + i * (K / 32));
     }
-    cpu_gemv_args a = {&tw.w, 0, rows, x, xq, n, y, rows, with_bias ? bias : NULL, accumulate};
+    unsigned char *xp = NULL;
+    if (xq && k->pack_x) { /* the table's own activation layout, as cpu_matmul makes it */
+        const size_t pb = k->pack_x_bytes(t, K);
+        assert_int_equal(pb % 64, 0);
+        xp = cpu_aligned_alloc(n * pb);
+        for (size_t i = 0; i < n; i++) k->pack_x(t, xq + i * (K / 32), K, xp + i * pb);
+    }
+    cpu_gemv_args a = {&tw.w, 0, rows, x, xq, n, y, rows, with_bias ? bias : NULL, accumulate, xp};
     if (use_gemm) {
         float *scratch = cpu_aligned_alloc(CPU_GEMM_SCRATCH_FLOATS * sizeof(float));
         /* split the columns in two calls, as the pool does, at a panel boundary */
@@ -152,6 +159,7 @@ static void check_product(const cpu_kernels *k, fm_dtype t, size_t rows, size_t 
     free(bias);
     free(ref);
     free(xq);
+    free(xp);
     free(tw.data);
 }
 

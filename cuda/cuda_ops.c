@@ -208,24 +208,36 @@ int cu_ssm(void *vbe, const fm_ssm_args *a) {
         cu_leave(be);
         return st;
     }
-    size_t rows = 0;
-    for (size_t s = 0; s < a->n_segs; s++) rows += (size_t)a->segs[s].n_rows;
+    size_t rows = 0, chunks = 0;
+    int longest = 0;
+    for (size_t s = 0; s < a->n_segs; s++) {
+        rows += (size_t)a->segs[s].n_rows;
+        chunks += ((size_t)a->segs[s].n_rows + CU_SCAN_LC - 1) / CU_SCAN_LC;
+        longest = a->segs[s].n_rows > longest ? a->segs[s].n_rows : longest;
+    }
+    /* The time-chunked scan where some segment has several rows (prefill) unless FM_CUDA_SCAN=0;
+       batches of single rows keep k_ssm_scan (16 lanes per channel: more threads for one row). */
+    const int chunked = be->scan_chunked && longest > 1;
     const size_t R = (size_t)a->dt_rank, N = (size_t)a->d_state, di = (size_t)a->d_inner;
     size_t off_bc = ((rows * R * 4 + 255) / 256) * 256, off_delta = off_bc + ((rows * 2 * N * 4 + 255) / 256) * 256;
-    size_t need = off_delta + rows * di * 4;
+    size_t off_scan = off_delta + ((rows * di * 4 + 255) / 256) * 256;
+    size_t need = off_scan + (chunked ? chunks * di * (N + 1) * 4 : 0);
     if ((st = cu_reserve(be, &be->ssm_scratch, &be->ssm_scratch_bytes, need, "ssm scratch"))) {
         cu_leave(be);
         return st;
     }
     float *dtn = be->ssm_scratch, *bc = (float *)((char *)be->ssm_scratch + off_bc),
-          *delta = (float *)((char *)be->ssm_scratch + off_delta);
+          *delta = (float *)((char *)be->ssm_scratch + off_delta), *scan = (float *)((char *)be->ssm_scratch + off_scan);
     st = cu_err(be, cuk_ssm_norm(be->stream, a->xdbl, (int)rows, (int)R, (int)N, a->norm_dt_b_c, a->norm_eps, dtn, bc),
                 "ssm (norms)");
     if (!st) st = cu_matmul_locked(be, a->dt_w, (const float *)a->dt_b->v.data, dtn, rows, delta, 0);
     for (size_t s0 = 0; st == FM_BE_OK && s0 < a->n_segs; s0 += CU_MAX_SEGS) {
         size_t cnt = a->n_segs - s0 < CU_MAX_SEGS ? a->n_segs - s0 : CU_MAX_SEGS;
         if ((st = segtab(be, a->segs, s0, cnt, &t))) break;
-        st = cu_err(be, cuk_ssm_scan(be->stream, &t, &p, delta, bc), "ssm (scan)");
+        st = cu_err(be,
+                    chunked ? cuk_scan_chunked(be->stream, &t, &p, delta, bc, scan)
+                            : cuk_ssm_scan(be->stream, &t, &p, delta, bc),
+                    "ssm (scan)");
     }
     cu_leave(be);
     return st;

@@ -2,7 +2,7 @@
  * where a decode step's time goes, and how close each kernel comes to the read bandwidth.
  *
  *   kernel_bench [--shape 7b|1.4b] [--weights bf16,q8_0,q4_0] [--batch N] [--reps R] [--variants LIST]
- *                [--default-only]
+ *                [--default-only] [--scan SEGSxROWS,...]
  *
  * For each weight type it allocates n_layer layers of the real shapes (random weights, so a step reads
  * as many bytes as the model's), then times, each as a CUDA graph replayed R times:
@@ -11,10 +11,12 @@
  *   - the whole decode step (the same launch sequence as src/model.c's forward, embedding aside),
  *     printed as ms per step, tokens/s, and the fraction of the limit (bandwidth probe, same run);
  *   - both again for each GEMV variant (cuda_internal.h: batch 1 variants 0..3 = the FMA kernel's launch
- *     shapes, 4 = the tensor-core kernel; batches > 1: "tc" and "fma"), each variant's output also
+ *     shapes, 4 = the tensor-core kernel, 5 = the bulk-copy kernel; batches > 1: "tc" and "fma"), each variant's output also
  *     checked against the generic reference kernel on the same inputs (max |diff| / max |ref|); each
  *     as the module runs by default, then with the L2 prefetch of the weight rows (FM_CUDA_PREFETCH=1;
  *     left out with --default-only).
+ * --scan times the prefill scan alone instead: the sequential k_ssm_scan against the time-chunked one
+ * (k_scan_chunked.cu) for SEGS segments of ROWS rows, and how far apart their outputs and states are.
  * The bandwidth probe is bandwidth_probe.cuh's (as cuda_bench's). Not a test:
  * figures go to docs/PERFORMANCE.md.
  */
@@ -259,6 +261,8 @@ static double check_gemv(bench *b, const cu_wview &W, const float *x) {
     return mr > 0 ? md / mr : md;
 }
 
+static int g_sm90; /* the bulk-copy GEMV variant runs on sm_90+ only */
+
 static int parse_dtype(const char *s) {
     if (!strcmp(s, "bf16")) return CU_BF16;
     if (!strcmp(s, "f32")) return CU_F32;
@@ -331,10 +335,11 @@ static void run(const shape &s, int dtype, const char *dname, int batch, int rep
         cuk_set_prefetch(pf);
         if (batch > 1 && v != 0 && v != CU_GEMV_VARIANT_TC) continue; /* batches: "fma" (0) and "tc" (4) */
         const int tc = batch > 1 ? v == CU_GEMV_VARIANT_TC : 1;
-        cuk_set_gemv_variant(batch > 1 ? 0 : v, tc);
+        cuk_set_gemv_variant(batch > 1 ? 0 : v, tc, g_sm90);
         char name[32];
         if (batch > 1) snprintf(name, sizeof name, "%s%s", tc ? "tc" : "fma", pf ? ", prefetch" : "");
-        else snprintf(name, sizeof name, "%d%s%s", v, v == CU_GEMV_VARIANT_TC ? " (tc)" : "", pf ? ", prefetch" : "");
+        else snprintf(name, sizeof name, "%d%s%s", v, v == CU_GEMV_VARIANT_TC ? " (tc)" : v == CU_GEMV_VARIANT_BULK ? " (bulk)" : "",
+                          pf ? ", prefetch" : "");
         printf("| %s |", name);
         const int gk[] = {K_IN, K_XPROJ, K_OUT};
         for (int k : gk) {
@@ -353,7 +358,7 @@ static void run(const shape &s, int dtype, const char *dname, int batch, int rep
         }
         printf(" %.3f | %.1f | %.1f%% | %.2g |\n", ts * 1e3, batch / ts, 100.0 * step_bytes / ts / bw, err);
     }
-    cuk_set_gemv_variant(CU_GEMV_DEFAULT_VARIANT, 1);
+    cuk_set_gemv_variant(CU_GEMV_DEFAULT_VARIANT, 1, g_sm90);
     cuk_set_prefetch(0);
     for (int i = 0; i < s.L; i++) {
         layer *l = &b.ly[i];
@@ -371,13 +376,113 @@ static void run(const shape &s, int dtype, const char *dname, int batch, int rep
     CU(cudaStreamDestroy(b.st));
 }
 
+/* ---- prefill scan: the sequential k_ssm_scan against the time-chunked scan ------------------------- */
+
+static float *host_to_dev(const float *h, size_t n) {
+    float *d = (float *)dalloc(n * 4);
+    CU(cudaMemcpy(d, h, n * 4, cudaMemcpyHostToDevice));
+    return d;
+}
+
+static double max_rel_diff(const float *a_dev, const float *b_dev, size_t n) {
+    float *a = (float *)malloc(n * 4), *b = (float *)malloc(n * 4);
+    CU(cudaMemcpy(a, a_dev, n * 4, cudaMemcpyDeviceToHost));
+    CU(cudaMemcpy(b, b_dev, n * 4, cudaMemcpyDeviceToHost));
+    double md = 0, mr = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        md = d > md || d != d ? d : md;
+        mr = fabs((double)a[i]) > mr ? fabs((double)a[i]) : mr;
+    }
+    free(a);
+    free(b);
+    return mr > 0 ? md / mr : md;
+}
+
+/* segs segments of rows each, one layer of the shape: us per call of each scan and their agreement
+   (outputs and final states, relative to the sequential scan's max). */
+static void run_scan(const shape &s, int rows, int segs, int reps) {
+    const size_t n = (size_t)rows * segs, di = (size_t)s.di, N = (size_t)s.N;
+    uint32_t seed = 12345u;
+    auto rnd = [&seed](float lo, float hi) {
+        seed = seed * 1664525u + 1013904223u;
+        return lo + (hi - lo) * (float)(seed >> 8) / 16777216.0f;
+    };
+    float *h_delta = (float *)malloc(n * di * 4), *h_u = (float *)malloc(n * di * 4),
+          *h_z = (float *)malloc(n * di * 4), *h_bc = (float *)malloc(n * 2 * N * 4),
+          *h_A = (float *)malloc(di * N * 4), *h_D = (float *)malloc(di * 4), *h_st = (float *)malloc(segs * di * N * 4);
+    for (size_t i = 0; i < n * di; i++) {
+        h_delta[i] = rnd(-4.0f, 0.5f);
+        h_u[i] = rnd(-1.0f, 1.0f);
+        h_z[i] = rnd(-2.0f, 2.0f);
+    }
+    for (size_t i = 0; i < n * 2 * N; i++) h_bc[i] = rnd(-1.0f, 1.0f);
+    for (size_t i = 0; i < di * N; i++) h_A[i] = -rnd(0.05f, 16.0f); /* -exp(A_log): falcon-mamba's 1..16 */
+    for (size_t i = 0; i < di; i++) h_D[i] = rnd(0.5f, 1.5f);
+    for (size_t i = 0; i < segs * di * N; i++) h_st[i] = rnd(-0.5f, 0.5f);
+    float *delta = host_to_dev(h_delta, n * di), *u = host_to_dev(h_u, n * di), *z = host_to_dev(h_z, n * di),
+          *bc = host_to_dev(h_bc, n * 2 * N), *A = host_to_dev(h_A, di * N), *D = host_to_dev(h_D, di);
+    float *st1 = host_to_dev(h_st, segs * di * N), *st2 = host_to_dev(h_st, segs * di * N);
+    float *y1 = (float *)dalloc(n * di * 4), *y2 = (float *)dalloc(n * di * 4);
+    size_t chunks = (size_t)segs * ((rows + CU_SCAN_LC - 1) / CU_SCAN_LC);
+    float *scratch = (float *)dalloc(chunks * di * (N + 1) * 4);
+    cu_segtab t;
+    memset(&t, 0, sizeof t);
+    t.n = segs;
+    cu_ssm_params p = {NULL, u, z, di, y1, {}, NULL, A, D, s.di, s.N, s.R, 1, 1e-6f};
+    cudaStream_t st;
+    CU(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < segs; i++) {
+            t.row0[i] = i * rows;
+            t.nrows[i] = rows;
+            t.ssm[i] = (k ? st2 : st1) + (size_t)i * di * N;
+        }
+        p.y = k ? y2 : y1;
+        CU(k ? cuk_scan_chunked(st, &t, &p, delta, bc, scratch) : cuk_ssm_scan(st, &t, &p, delta, bc));
+    }
+    CU(cudaStreamSynchronize(st));
+    const double ey = max_rel_diff(y1, y2, n * di), es = max_rel_diff(st1, st2, segs * di * N);
+    double us[2];
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < segs; i++) t.ssm[i] = (k ? st2 : st1) + (size_t)i * di * N;
+        p.y = k ? y2 : y1;
+        cudaEvent_t e0, e1;
+        CU(cudaEventCreate(&e0));
+        CU(cudaEventCreate(&e1));
+        CU(cudaEventRecord(e0, st));
+        for (int r = 0; r < reps; r++)
+            CU(k ? cuk_scan_chunked(st, &t, &p, delta, bc, scratch) : cuk_ssm_scan(st, &t, &p, delta, bc));
+        CU(cudaEventRecord(e1, st));
+        CU(cudaEventSynchronize(e1));
+        float ms;
+        CU(cudaEventElapsedTime(&ms, e0, e1));
+        us[k] = ms * 1e3 / reps;
+        CU(cudaEventDestroy(e0));
+        CU(cudaEventDestroy(e1));
+    }
+    printf("| %d x %d | %.1f | %.1f | %.2fx | %.3f (%d layers) | %.2g | %.2g |\n", segs, rows, us[0], us[1],
+           us[0] / us[1], us[1] * s.L * 1e-3, s.L, ey, es);
+    const void *ps[] = {delta, u, z, bc, A, D, st1, st2, y1, y2, scratch};
+    for (size_t j = 0; j < sizeof ps / sizeof *ps; j++) CU(cudaFree((void *)ps[j]));
+    free(h_delta);
+    free(h_u);
+    free(h_z);
+    free(h_bc);
+    free(h_A);
+    free(h_D);
+    free(h_st);
+    CU(cudaStreamDestroy(st));
+}
+
 int main(int argc, char **argv) {
     const shape *s = &k_shapes[0];
     char weights[128] = "bf16,q8_0,q4_0";
     int batch = 1, reps = 20;
-    int variants[16] = {0, 1, 2, 3, CU_GEMV_VARIANT_TC};
-    size_t n_variants = 5;
+    int variants[16] = {0, 1, 2, 3, CU_GEMV_VARIANT_TC, CU_GEMV_VARIANT_BULK};
+    size_t n_variants = 6;
     int with_pf = 1;
+    char scan[128] = "";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--shape") && i + 1 < argc) {
             const char *n = argv[++i];
@@ -394,6 +499,8 @@ int main(int argc, char **argv) {
             batch = atoi(argv[++i]);
         } else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
             reps = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--scan") && i + 1 < argc) {
+            snprintf(scan, sizeof scan, "%s", argv[++i]);
         } else if (!strcmp(argv[i], "--default-only")) {
             with_pf = 0;
         } else if (!strcmp(argv[i], "--variants") && i + 1 < argc) {
@@ -402,7 +509,7 @@ int main(int argc, char **argv) {
                 variants[n_variants++] = atoi(v);
         } else {
             fprintf(stderr, "usage: %s [--shape 7b|1.4b] [--weights bf16,q8_0,q4_0] [--batch N<=8] [--reps R] "
-                    "[--variants 0,1,2,3,4] [--default-only]\n",
+                    "[--variants 0,1,2,3,4,5] [--default-only] [--scan SEGSxROWS,...]\n",
                     argv[0]);
             return 2;
         }
@@ -418,6 +525,7 @@ int main(int argc, char **argv) {
     CU(cudaGetDeviceProperties(&prop, dev));
     const char *pdl = getenv("FM_CUDA_PDL");
     cuk_set_pdl(prop.major >= 9 && !(pdl && !strcmp(pdl, "0")));
+    g_sm90 = prop.major >= 9;
     double bw = fm_probe_read_gbs(sm) * 1e9;
     if (bw <= 0) {
         fprintf(stderr, "bandwidth probe: cudaMalloc failed\n");
@@ -425,6 +533,21 @@ int main(int argc, char **argv) {
     }
     printf("# kernel_bench: %s, %d SMs, read bandwidth %.0f GB/s (bf16 sum, 4 GiB, best of 10), PDL %s\n", prop.name,
            sm, bw / 1e9, prop.major >= 9 && !(pdl && !strcmp(pdl, "0")) ? "on" : "off");
+    if (scan[0]) {
+        printf("\n## prefill scan, %s shape (one layer; the last columns: chunked vs sequential, max |diff| / max |ref|)\n\n"
+               "| segments x rows | sequential us | chunked us | speed-up | chunked ms per prefill | y | state |\n"
+               "|---|---|---|---|---|---|---|\n",
+               s->name);
+        for (char *tok = strtok(scan, ","); tok; tok = strtok(NULL, ",")) {
+            int segs = 0, rows = 0;
+            if (sscanf(tok, "%dx%d", &segs, &rows) != 2 || segs < 1 || segs > CU_MAX_SEGS || rows < 1) {
+                fprintf(stderr, "--scan: SEGSxROWS with 1 <= SEGS <= %d, got %s\n", CU_MAX_SEGS, tok);
+                return 2;
+            }
+            run_scan(*s, rows, segs, reps);
+        }
+        return 0;
+    }
     for (char *tok = strtok(weights, ","); tok; tok = strtok(NULL, ",")) {
         int dt = parse_dtype(tok);
         if (dt < 0) {

@@ -81,19 +81,25 @@ static int cpu_zero(void *be, void *dst, size_t bytes) {
     return CPU_OK;
 }
 
-/* Widen row `r` of a source tensor to fp32, through a weight view of the source. */
-static void widen_row(const fm_weight_desc *d, size_t r, float *dst) {
-    const fm_weight src = {d->src_dtype, d->rows, d->cols, (void *)d->data, 0,
-                           fm_dtype_row_bytes(d->src_dtype, (size_t)d->cols), 0};
-    cpu_weight_slice_f32(&src, r, 0, (size_t)d->cols, dst);
-}
-
 typedef struct convert_job {
     void (*quantize_row)(fm_dtype t, const float *x, void *out, size_t cols);
+    void (*widen)(fm_dtype t, const void *src, float *dst, size_t n); /* NULL: cpu_weight_slice_f32 */
     const fm_weight_desc *d;
     fm_weight *w;
     int failed;
 } convert_job;
+
+/* Widen row `r` of a source tensor to fp32 (the table's widening, or through a weight view). */
+static void widen_row(const convert_job *j, size_t r, float *dst) {
+    const fm_weight_desc *d = j->d;
+    const size_t row_bytes = fm_dtype_row_bytes(d->src_dtype, (size_t)d->cols);
+    if (j->widen) {
+        j->widen(d->src_dtype, (const unsigned char *)d->data + r * row_bytes, dst, (size_t)d->cols);
+        return;
+    }
+    const fm_weight src = {d->src_dtype, d->rows, d->cols, (void *)d->data, 0, row_bytes, 0};
+    cpu_weight_slice_f32(&src, r, 0, (size_t)d->cols, dst);
+}
 
 /* Rows [r0, r1): widen, then narrow into the storage type (bf16/f16 round to nearest even,
    Q8_0/Q4_0 by the kernel table's quantizer, bit-identical to quant.h). */
@@ -113,7 +119,7 @@ static void convert_task(void *v, size_t r0, size_t r1, int tid) {
     }
     for (size_t r = r0; r < r1; r++) {
         unsigned char *dst = (unsigned char *)j->w->data + r * j->w->row_bytes;
-        widen_row(j->d, r, f);
+        widen_row(j, r, f);
         switch (j->w->dtype) {
         case FM_DTYPE_F32: memcpy(dst, f, cols * sizeof(float)); break;
         case FM_DTYPE_BF16:
@@ -174,7 +180,8 @@ static int cpu_weight_create(void *vbe, const fm_weight_desc *d, fm_weight **out
         return CPU_ERR(be, CPU_ERR_OOM, "cpu backend: cannot allocate %zu bytes for '%s'", bytes, d->name);
     }
     {
-        convert_job job = {be->k->quantize_row ? be->k->quantize_row : cpu_kernels_scalar()->quantize_row, d, w, 0};
+        convert_job job = {be->k->quantize_row ? be->k->quantize_row : cpu_kernels_scalar()->quantize_row,
+                           be->k->widen, d, w, 0};
         cpu_pool_run(be->pool, rows, 16, convert_task, &job);
         if (job.failed) {
             free(w->data);

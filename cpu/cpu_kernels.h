@@ -65,6 +65,8 @@ typedef struct cpu_kernels {
     void (*pack_x)(fm_dtype t, const cpu_xblock *xq, size_t K, void *out);
     /* One weight row to Q8_0 or Q4_0 (t), bit-identical to quant.h's reference quantizers. */
     void (*quantize_row)(fm_dtype t, const float *x, void *out, size_t cols);
+    /* Optional (NULL: cpu_weight_slice_f32): n values of an f32/f16/bf16 row to fp32, at load. */
+    void (*widen)(fm_dtype t, const void *src, float *dst, size_t n);
     void (*gemm)(const cpu_gemv_args *a, float *scratch);           /* NULL: use the reference path */
     void (*scan)(const cpu_scan_args *a, size_t c0, size_t c1);
     /* In place over n values: v = softplus(v) (torch threshold 20) and g = silu(g). */

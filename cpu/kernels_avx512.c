@@ -291,37 +291,105 @@ static void quantize_x(const float *x, size_t K, cpu_xblock *out) {
 }
 
 /* Weight rows to Q8_0 / Q4_0 with quant.h's arithmetic (multiply then add, no fused ops, the same
-   scale selection), so the blocks are bit-identical to the reference. */
-static void quantize_row(fm_dtype t, const float *x, void *out, size_t cols) {
+   scale selection), so the blocks are bit-identical to the reference. The block maxima of 16 blocks
+   at a time are reduced together (below) and their scales computed and converted to fp16 in one
+   vector each (vcvtps2ph rounds to nearest even, as fm_f32_to_f16 does). */
+
+/* One block's values from its scale's inverse id (and, for Q4_0, the fp16 scale dh). */
+AINLINE void quant_block(fm_dtype t, const float *v, float id, uint16_t dh, void *out, size_t b) {
+    const __m512 v0 = _mm512_loadu_ps(v), v1 = _mm512_loadu_ps(v + 16), vid = _mm512_set1_ps(id);
+    if (t == FM_DTYPE_Q8_0) {
+        fm_block_q8_0 *o = (fm_block_q8_0 *)out + b;
+        o->d = dh;
+        _mm_storeu_si128((__m128i *)o->q, _mm512_cvtepi32_epi8(round_away(_mm512_mul_ps(v0, vid))));
+        _mm_storeu_si128((__m128i *)(o->q + 16), _mm512_cvtepi32_epi8(round_away(_mm512_mul_ps(v1, vid))));
+    } else {
+        fm_block_q4_0 *o = (fm_block_q4_0 *)out + b;
+        const __m512 h = _mm512_set1_ps(8.5f);
+        const __m512i lim = _mm512_set1_epi32(15);
+        __m512i q0 = _mm512_min_epi32(_mm512_cvttps_epi32(_mm512_add_ps(_mm512_mul_ps(v0, vid), h)), lim);
+        __m512i q1 = _mm512_min_epi32(_mm512_cvttps_epi32(_mm512_add_ps(_mm512_mul_ps(v1, vid), h)), lim);
+        __m128i lo = _mm512_cvtepi32_epi8(q0), hi = _mm512_cvtepi32_epi8(q1);
+        o->d = dh;
+        _mm_storeu_si128((__m128i *)o->qs, _mm_or_si128(lo, _mm_slli_epi16(hi, 4)));
+    }
+}
+
+/* Q4_0's max: the first element of largest magnitude amax, with its sign. */
+AINLINE float signed_max(const float *v, float amax) {
+    const __m512 sign = _mm512_set1_ps(-0.0f), m = _mm512_set1_ps(amax);
+    const __mmask16 e0 = _mm512_cmp_ps_mask(_mm512_andnot_ps(sign, _mm512_loadu_ps(v)), m, _CMP_EQ_OQ);
+    const __mmask16 e1 = _mm512_cmp_ps_mask(_mm512_andnot_ps(sign, _mm512_loadu_ps(v + 16)), m, _CMP_EQ_OQ);
+    return amax == 0.0f ? 0.0f : e0 ? v[__builtin_ctz(e0)] : v[16 + __builtin_ctz(e1)];
+}
+
+AINLINE __m512 block_absmax(const float *v) {
     const __m512 sign = _mm512_set1_ps(-0.0f);
-    for (size_t b = 0; b < cols / FM_QBLOCK; b++) {
-        __m512 v0 = _mm512_loadu_ps(x + b * FM_QBLOCK), v1 = _mm512_loadu_ps(x + b * FM_QBLOCK + 16);
-        __m512 a0 = _mm512_andnot_ps(sign, v0), a1 = _mm512_andnot_ps(sign, v1);
-        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1));
-        if (t == FM_DTYPE_Q8_0) {
-            fm_block_q8_0 *o = (fm_block_q8_0 *)out + b;
-            const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-            o->d = fm_f32_to_f16(d);
-            _mm_storeu_si128((__m128i *)o->q, _mm512_cvtepi32_epi8(round_away(_mm512_mul_ps(v0, _mm512_set1_ps(id)))));
-            _mm_storeu_si128((__m128i *)(o->q + 16),
-                             _mm512_cvtepi32_epi8(round_away(_mm512_mul_ps(v1, _mm512_set1_ps(id)))));
-        } else {
-            fm_block_q4_0 *o = (fm_block_q4_0 *)out + b;
-            /* the first element of largest magnitude, with its sign */
-            const __mmask16 e0 = _mm512_cmp_ps_mask(a0, _mm512_set1_ps(amax), _CMP_EQ_OQ);
-            const __mmask16 e1 = _mm512_cmp_ps_mask(a1, _mm512_set1_ps(amax), _CMP_EQ_OQ);
-            const float max = amax == 0.0f ? 0.0f : e0 ? x[b * FM_QBLOCK + __builtin_ctz(e0)]
-                                                       : x[b * FM_QBLOCK + 16 + __builtin_ctz(e1)];
-            const float d = max / -8.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-            const __m512 h = _mm512_set1_ps(8.5f), lim = _mm512_set1_ps(15.0f);
-            __m512i q0 = _mm512_cvttps_epi32(_mm512_add_ps(_mm512_mul_ps(v0, _mm512_set1_ps(id)), h));
-            __m512i q1 = _mm512_cvttps_epi32(_mm512_add_ps(_mm512_mul_ps(v1, _mm512_set1_ps(id)), h));
-            q0 = _mm512_min_epi32(q0, _mm512_cvttps_epi32(lim));
-            q1 = _mm512_min_epi32(q1, _mm512_cvttps_epi32(lim));
-            __m128i lo = _mm512_cvtepi32_epi8(q0), hi = _mm512_cvtepi32_epi8(q1);
-            o->d = fm_f32_to_f16(d);
-            _mm_storeu_si128((__m128i *)o->qs, _mm_or_si128(lo, _mm_slli_epi16(hi, 4)));
+    return _mm512_max_ps(_mm512_andnot_ps(sign, _mm512_loadu_ps(v)), _mm512_andnot_ps(sign, _mm512_loadu_ps(v + 16)));
+}
+
+static void quantize_row(fm_dtype t, const float *x, void *out, size_t cols) {
+    const size_t nb = cols / FM_QBLOCK;
+    size_t b = 0;
+    if (nb >= 16) {
+        /* Merge step s: vectors holding 16/g blocks of g lanes each, pairwise, into 32/g blocks of
+           g/2 lanes (the max of each block's two halves); four steps from g = 16 leave block k's
+           maximum in lane k. */
+        __m512i lo_idx[4], hi_idx[4];
+        for (int st = 0, g = 16; st < 4; st++, g /= 2) {
+            int32_t lo[16], hi[16];
+            const int n = 16 / g, h = g / 2;
+            for (int L = 0; L < 16; L++) {
+                const int k = L / h, o = L % h;
+                lo[L] = (k < n ? 0 : 16) + (k % n) * g + o;
+                hi[L] = lo[L] + h;
+            }
+            lo_idx[st] = _mm512_loadu_si512(lo);
+            hi_idx[st] = _mm512_loadu_si512(hi);
         }
+        for (; b + 16 <= nb; b += 16) {
+            const float *v = x + b * FM_QBLOCK;
+            __m512 m[16];
+            for (int k = 0; k < 16; k++) m[k] = block_absmax(v + k * FM_QBLOCK);
+            for (int st = 0, n = 16; st < 4; st++, n /= 2)
+                for (int k = 0; k < n / 2; k++)
+                    m[k] = _mm512_max_ps(_mm512_permutex2var_ps(m[2 * k], lo_idx[st], m[2 * k + 1]),
+                                         _mm512_permutex2var_ps(m[2 * k], hi_idx[st], m[2 * k + 1]));
+            __m512 d;
+            if (t == FM_DTYPE_Q8_0) {
+                d = _mm512_div_ps(m[0], _mm512_set1_ps(127.0f));
+            } else {
+                float amax[16], mx[16];
+                _mm512_storeu_ps(amax, m[0]);
+                for (int k = 0; k < 16; k++) mx[k] = signed_max(v + k * FM_QBLOCK, amax[k]);
+                d = _mm512_div_ps(_mm512_loadu_ps(mx), _mm512_set1_ps(-8.0f));
+            }
+            const __mmask16 nz = _mm512_cmp_ps_mask(d, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+            float id[16];
+            uint16_t dh[16];
+            _mm512_storeu_ps(id, _mm512_maskz_div_ps(nz, _mm512_set1_ps(1.0f), d));
+            _mm256_storeu_si256((__m256i *)dh, _mm512_cvtps_ph(d, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+            for (int k = 0; k < 16; k++) quant_block(t, v + k * FM_QBLOCK, id[k], dh[k], out, b + k);
+        }
+    }
+    for (; b < nb; b++) { /* the last nb % 16 blocks one at a time */
+        const float *v = x + b * FM_QBLOCK;
+        const float amax = _mm512_reduce_max_ps(block_absmax(v));
+        const float d = t == FM_DTYPE_Q8_0 ? amax / 127.0f : signed_max(v, amax) / -8.0f;
+        quant_block(t, v, d != 0.0f ? 1.0f / d : 0.0f, fm_f32_to_f16(d), out, b);
+    }
+}
+
+/* Load-time widening of float rows (bf16 by a shift, f16 by vcvtph2ps). */
+static void widen(fm_dtype t, const void *src, float *dst, size_t n) {
+    const unsigned char *p = src;
+    if (t == FM_DTYPE_F32) {
+        memcpy(dst, src, n * sizeof(float));
+        return;
+    }
+    for (size_t i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(dst + i, m, t == FM_DTYPE_BF16 ? load16_bf16(p + 2 * i, m) : load16_f16(p + 2 * i, m));
     }
 }
 
@@ -534,6 +602,7 @@ static const cpu_kernels k_avx512 = {
     .pack_x_bytes = pack_x_bytes,
     .pack_x = pack_x,
     .quantize_row = quantize_row,
+    .widen = widen,
     .gemm = gemm,
     .scan = scan,
     .softplus = softplus,

@@ -255,6 +255,61 @@ static void test_quantize_row(void **state) {
     free(x);
 }
 
+/* The same over 57 blocks (three groups of 16 reduced together, then 9 one at a time) with block
+   magnitudes from 1e-9 to 6e4 (scales from zero through fp16 subnormals to the thousands). */
+static void test_quantize_row_ranges(void **state) {
+    (void)state;
+    const size_t nb = 57, cols = 32 * nb;
+    float *x = malloc(cols * sizeof *x);
+    fm_block_q8_0 *r8 = malloc(nb * sizeof *r8), *g8 = malloc(nb * sizeof *g8);
+    fm_block_q4_0 *r4 = malloc(nb * sizeof *r4), *g4 = malloc(nb * sizeof *g4);
+    for (size_t b = 0; b < nb; b++) {
+        const float mag = powf(10.0f, -9.0f + 13.8f * (float)((b * 37) % nb) / (float)(nb - 1));
+        for (size_t i = 0; i < 32; i++) x[b * 32 + i] = frand() * mag;
+    }
+    for (size_t i = 0; i < 32; i++) x[20 * 32 + i] = 0.0f;           /* all-zero block in a group */
+    x[50 * 32 + 3] = 5.0f, x[50 * 32 + 30] = -5.0f;                   /* a tie in the tail */
+    x[33 * 32 + 7] = -7.0f, x[33 * 32 + 9] = 7.0f;                    /* a tie in a group */
+    fm_quantize_row_q8_0(x, r8, cols);
+    fm_quantize_row_q4_0(x, r4, cols);
+    for (size_t ti = 0; ti < g_n_tables; ti++) {
+        if (!g_tables[ti]->quantize_row) continue;
+        g_tables[ti]->quantize_row(FM_DTYPE_Q8_0, x, g8, cols);
+        g_tables[ti]->quantize_row(FM_DTYPE_Q4_0, x, g4, cols);
+        assert_memory_equal(g8, r8, nb * sizeof *r8);
+        assert_memory_equal(g4, r4, nb * sizeof *r4);
+    }
+    free(x);
+    free(r8);
+    free(g8);
+    free(r4);
+    free(g4);
+}
+
+/* The load-time widening, where a table has one, equals cpu_weight_slice_f32 bit for bit. */
+static void test_widen(void **state) {
+    (void)state;
+    const size_t ns[] = {1, 15, 16, 17, 100, 2048};
+    const fm_dtype ts[] = {FM_DTYPE_F32, FM_DTYPE_F16, FM_DTYPE_BF16};
+    for (size_t ti = 0; ti < g_n_tables; ti++) {
+        if (!g_tables[ti]->widen) continue;
+        for (size_t d = 0; d < 3; d++)
+            for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
+                test_weight tw;
+                make_weight(&tw, ts[d], 1, ns[ni], 3.0f);
+                float *want = malloc(ns[ni] * sizeof *want), *got = malloc((ns[ni] + 16) * sizeof *got);
+                for (size_t i = 0; i < ns[ni] + 16; i++) got[i] = 12345.0f;
+                cpu_weight_slice_f32(&tw.w, 0, 0, ns[ni], want);
+                g_tables[ti]->widen(ts[d], tw.data, got, ns[ni]);
+                assert_memory_equal(got, want, ns[ni] * sizeof *want);
+                for (size_t i = ns[ni]; i < ns[ni] + 16; i++) assert_float_equal(got[i], 12345.0f, 0); /* no overrun */
+                free(want);
+                free(got);
+                free(tw.data);
+            }
+    }
+}
+
 /* Activation quantization is bit-identical across tables (the integer dots depend on it). */
 static void test_quantize_x(void **state) {
     (void)state;
@@ -470,7 +525,7 @@ static void test_select(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_quant_formats), cmocka_unit_test(test_quantize_x), cmocka_unit_test(test_quantize_row), cmocka_unit_test(test_gemv_float),
+        cmocka_unit_test(test_quant_formats), cmocka_unit_test(test_quantize_x), cmocka_unit_test(test_quantize_row), cmocka_unit_test(test_quantize_row_ranges), cmocka_unit_test(test_widen), cmocka_unit_test(test_gemv_float),
         cmocka_unit_test(test_gemv_quant),    cmocka_unit_test(test_gemm),       cmocka_unit_test(test_scan), cmocka_unit_test(test_conv1d),
         cmocka_unit_test(test_activations),   cmocka_unit_test(test_pool),       cmocka_unit_test(test_select),
     };

@@ -60,7 +60,7 @@ typedef struct cpu_kernels {
     void (*quantize_x)(const float *x, size_t K, cpu_xblock *out); /* one row */
     /* Optional (NULL: the quantized GEMVs read xq): one row of quantize_x's blocks rearranged into the
        layout this table's GEMV for weight type t reads from cpu_gemv_args.xp, pack_x_bytes(t, K)
-       bytes (a multiple of 64). */
+       bytes (a multiple of 64; 0: that type's GEMV reads xq). */
     size_t (*pack_x_bytes)(fm_dtype t, size_t K);
     void (*pack_x)(fm_dtype t, const cpu_xblock *xq, size_t K, void *out);
     /* One weight row to Q8_0 or Q4_0 (t), bit-identical to quant.h's reference quantizers. */

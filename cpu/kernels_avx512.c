@@ -84,7 +84,7 @@ DEF_FLOAT_ROWS(f32, 4)
 DEF_FLOAT_ROWS(bf16, 2)
 DEF_FLOAT_ROWS(f16, 2)
 
-/* ---- quantized GEMV ------------------------------------------------------------------------------
+/* ---- quantized GEMV (the grouped kernel serves Q4_0; Q8_0 uses the per-pair one further down) ----
    The activations are first rearranged (pack_x) into groups that line up with the weight bytes as
    they sit in the blocks, each group carrying its own int32 offset correction and fp32 scales, so
    that a group of weight blocks costs: two loads, one vpermt2w (the quant bytes of every block of the
@@ -120,6 +120,7 @@ typedef struct xgroup_q8 {
 
 static size_t pack_x_bytes(fm_dtype t, size_t K) {
     const size_t nb = K / FM_QBLOCK;
+    if (t == FM_DTYPE_Q8_0) return 0; /* gemv_q8_0 reads xq */
     return t == FM_DTYPE_Q4_0 ? (nb + Q4_GROUP - 1) / Q4_GROUP * sizeof(xgroup_q4)
                               : (nb + Q8_GROUP - 1) / Q8_GROUP * sizeof(xgroup_q8);
 }
@@ -262,7 +263,71 @@ AINLINE void gemv_quant(const cpu_gemv_args *a, fm_dtype t) {
     }
 }
 
-static void gemv_q8_0(const cpu_gemv_args *a) { gemv_quant(a, FM_DTYPE_Q8_0); }
+/* Q8_0 keeps the earlier kernel over the plain cpu_xblock rows: at 2 threads it runs at the memory
+   bandwidth either way, and the grouped one above measured 5-15% slower on it (its 64-byte
+   line-crossing loads; interleaved runs in docs/PERFORMANCE.md). pack_x_bytes is 0 for Q8_0. */
+AINLINE __m512i xq_pair(const cpu_xblock *x) { /* q of blocks b and b+1 side by side */
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)x[0].q)),
+                              _mm256_loadu_si256((const __m256i *)x[1].q), 1);
+}
+AINLINE __m512 scale_pair(float s0, float s1) {
+    return _mm512_insertf32x8(_mm512_set1_ps(s0), _mm256_set1_ps(s1), 1);
+}
+
+/* Q8_0: |w| (unsigned) . x*sign(w) with vpdpbusd; no offset to correct. */
+AINLINE void rows_q8_0(const fm_block_q8_0 *w, const cpu_xblock *x, size_t nb, const int NR, float *out) {
+    __m512 acc[CPU_GEMV_MAX_ROWS];
+    float tail[CPU_GEMV_MAX_ROWS] = {0};
+    _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++) acc[r] = _mm512_setzero_ps();
+    size_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        _mm_prefetch((const char *)(w + b) + PF_AHEAD, _MM_HINT_T0);
+        _mm_prefetch((const char *)(w + b) + PF_AHEAD + 64, _MM_HINT_T0);
+        __m512i wq = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)w[b].q)),
+                                        _mm256_loadu_si256((const __m256i *)w[b + 1].q), 1);
+        __mmask64 neg = _mm512_movepi8_mask(wq);
+        __m512i wabs = _mm512_abs_epi8(wq);
+        const float d0 = _cvtsh_ss(w[b].d), d1 = _cvtsh_ss(w[b + 1].d);
+        _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++) {
+            const cpu_xblock *xr = x + (size_t)r * nb + b;
+            __m512i xv = xq_pair(xr);
+            xv = _mm512_mask_sub_epi8(xv, neg, _mm512_setzero_si512(), xv);
+            __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wabs, xv);
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale_pair(d0 * xr[0].d, d1 * xr[1].d), acc[r]);
+        }
+    }
+    for (; b < nb; b++) /* an odd last block */
+        _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++) {
+            const cpu_xblock *xr = x + (size_t)r * nb + b;
+            int32_t dot = 0;
+            for (int l = 0; l < FM_QBLOCK; l++) dot += (int32_t)w[b].q[l] * xr->q[l];
+            tail[r] += _cvtsh_ss(w[b].d) * xr->d * (float)dot;
+        }
+    _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++) out[r] = _mm512_reduce_add_ps(acc[r]) + tail[r];
+}
+
+static void gemv_q8_0(const cpu_gemv_args *a) {
+    const size_t nb = (size_t)a->W->cols / FM_QBLOCK;
+    float out[CPU_GEMV_MAX_ROWS];
+    for (size_t j = a->j0; j < a->j1; j++) {
+        const fm_block_q8_0 *w = (const fm_block_q8_0 *)((const unsigned char *)a->W->data + j * a->W->row_bytes);
+        for (size_t i = 0; i < a->n; i += 8) {
+            const cpu_xblock *x = a->xq + i * nb;
+            size_t nr = a->n - i < 8 ? a->n - i : 8;
+            switch (nr) {
+            case 1: rows_q8_0(w, x, nb, 1, out); break;
+            case 2: rows_q8_0(w, x, nb, 2, out); break;
+            case 3: rows_q8_0(w, x, nb, 3, out); break;
+            case 4: rows_q8_0(w, x, nb, 4, out); break;
+            case 5: rows_q8_0(w, x, nb, 5, out); break;
+            case 6: rows_q8_0(w, x, nb, 6, out); break;
+            case 7: rows_q8_0(w, x, nb, 7, out); break;
+            default: rows_q8_0(w, x, nb, 8, out); break;
+            }
+            for (size_t r = 0; r < nr; r++) finish(a, i + r, j, out[r]);
+        }
+    }
+}
 static void gemv_q4_0(const cpu_gemv_args *a) { gemv_quant(a, FM_DTYPE_Q4_0); }
 
 /* roundf (half away from zero), exactly: truncate, then step away from zero when the dropped

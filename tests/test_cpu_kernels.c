@@ -126,8 +126,8 @@ static void check_product(const cpu_kernels *k, fm_dtype t, size_t rows, size_t 
         for (size_t i = 0; i < n; i++) k->quantize_x(x + i * K, K, xq + i * (K / 32));
     }
     unsigned char *xp = NULL;
-    if (xq && k->pack_x) { /* the table's own activation layout, as cpu_matmul makes it */
-        const size_t pb = k->pack_x_bytes(t, K);
+    const size_t pb = xq && k->pack_x ? k->pack_x_bytes(t, K) : 0;
+    if (pb) { /* the table's own activation layout, as cpu_matmul makes it */
         assert_int_equal(pb % 64, 0);
         xp = cpu_aligned_alloc(n * pb);
         for (size_t i = 0; i < n; i++) k->pack_x(t, xq + i * (K / 32), K, xp + i * pb);

@@ -200,6 +200,8 @@ static int cu_init(const fm_backend_host *host, const fm_backend_config *cfg, vo
     be->fast = fa && strcmp(fa, "0") != 0;
     const char *gr = env_str("FM_CUDA_GRAPHS");
     be->graphs_on = !(gr && strcmp(gr, "0") == 0);
+    const char *sk = env_str("FM_CUDA_STACK");
+    be->stack_on = !(sk && strcmp(sk, "0") == 0);
     const char *sc = env_str("FM_CUDA_SCAN");
     be->scan_chunked = !(sc && strcmp(sc, "0") == 0);
 
@@ -219,18 +221,17 @@ static int cu_init(const fm_backend_host *host, const fm_backend_config *cfg, vo
         st = cu_err(be, cudaDeviceGetAttribute(&be->sm_count, cudaDevAttrMultiProcessorCount, be->device),
                     "cudaDeviceGetAttribute");
     if (st == FM_BE_OK) {
-        /* Programmatic dependent launch and the bulk-copy GEMV: sm_90+ only; off for good once an older
-           device is opened (the kernels' settings are process-wide). */
-        static int pdl_off, pre_sm90;
+        /* Programmatic dependent launch: sm_90+ only; off for good once an older device is opened. */
+        static int pdl_off;
         int major = 0;
         const char *pd = env_str("FM_CUDA_PDL");
-        if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, be->device) != cudaSuccess || major < 9)
-            pre_sm90 = 1;
-        if (pre_sm90 || (pd && strcmp(pd, "0") == 0)) pdl_off = 1;
+        if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, be->device) != cudaSuccess || major < 9 ||
+            (pd && strcmp(pd, "0") == 0))
+            pdl_off = 1;
         cuk_set_pdl(!pdl_off);
         /* The decode GEMV's kernel choice (cuda_internal.h): tuning and A/B knobs, documented in CUDA.md. */
         const char *gv = env_str("FM_CUDA_GEMV"), *gt = env_str("FM_CUDA_GEMV_TC");
-        cuk_set_gemv_variant(gv ? atoi(gv) : CU_GEMV_DEFAULT_VARIANT, gt ? atoi(gt) : 1, !pre_sm90);
+        cuk_set_gemv_variant(gv ? atoi(gv) : CU_GEMV_DEFAULT_VARIANT, gt ? atoi(gt) : 1);
         const char *pf = env_str("FM_CUDA_PREFETCH");
         cuk_set_prefetch(pf && strcmp(pf, "0") != 0);
     }

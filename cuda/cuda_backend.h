@@ -47,6 +47,7 @@ typedef struct cu_backend {
     int exact;            /* FM_CUDA_EXACT=1: fp32 activations in cuBLAS products too */
     int fast;             /* FM_CUDA_FAST=1: one bf16/f16 product per matmul (activations rounded) */
     int graphs_on;        /* FM_CUDA_GRAPHS=0 turns decode graphs off */
+    int stack_on;         /* FM_CUDA_STACK=0: hi and lo as two products even for decode batches */
     int scan_chunked;     /* FM_CUDA_SCAN=0: prefill through the sequential scan (k_ssm_scan) */
 
     /* memory accounting */

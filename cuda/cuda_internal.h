@@ -58,6 +58,8 @@ cudaError_t cuk_add_bias(cudaStream_t s, float *y, const float *b, int n, int ro
 /* Convert rows of a source matrix (device, src_dtype F32/F16/BF16) into w's storage, rows
    [row0, row0 + nrows); the quantized types round exactly as quant.h. */
 cudaError_t cuk_convert(cudaStream_t s, const void *src, int src_dtype, cu_wview w, int64_t row0, int64_t nrows);
+/* y[b][i] (+)= h[b][i] + h[n + b][i], b < n, i < rows; y's rows ldy floats apart (a stacked hi + lo product). */
+cudaError_t cuk_add_halves(cudaStream_t s, float *y, size_t ldy, const float *h, int n, int rows, int accumulate);
 /* x (fp32, n*cols) -> half type (CU_BF16 or CU_F16) hi, and (if lo) the remainder x - hi. */
 cudaError_t cuk_to_half(cudaStream_t s, const float *x, size_t count, int dtype, void *hi, void *lo);
 /* Rows [row0, row0 + nrows) of w widened to out_dtype (CU_BF16, CU_F16 or CU_F32) into out. */
@@ -69,25 +71,17 @@ cudaError_t cuk_gemv(cudaStream_t s, cu_wview W, const float *b, const float *x,
                      int sm_count);
 /* Which kernel cuk_gemv uses (process-wide, set at context open from FM_CUDA_GEMV / FM_CUDA_GEMV_TC):
    batch 1: variant 0..3 = the FMA kernel's launch shapes (k_gemv.cu), CU_GEMV_VARIANT_TC = the
-   tensor-core kernel, CU_GEMV_VARIANT_BULK = the bulk-copy kernel (k_gemv_bulk.cu; only when sm90 is
-   set: every device opened is sm_90+); batches > 1: the tensor-core kernel unless tc is 0. The
-   tensor-core and bulk kernels take only the shapes they handle (below) and, unless tc is 2 (for
-   tests), >= 16 rows per SM, enough to fill the GPU; the rest goes to the FMA kernel. */
-#define CU_GEMV_VARIANTS 6
+   tensor-core kernel; batches > 1: the tensor-core kernel unless tc is 0. The tensor-core kernel only
+   takes bf16 / Q8_0 / Q4_0 matrices with cols % 32 == 0, and (unless tc is 2, for tests) >= 16 rows
+   per SM, enough row tiles to fill the GPU. */
+#define CU_GEMV_VARIANTS 5
 #define CU_GEMV_VARIANT_TC 4
-#define CU_GEMV_VARIANT_BULK 5
 #define CU_GEMV_DEFAULT_VARIANT 0
-void cuk_set_gemv_variant(int variant, int tc, int sm90);
+void cuk_set_gemv_variant(int variant, int tc);
 /* The tensor-core kernel itself (k_gemv_tc.cu) and whether it can take W and x. */
 int cuk_gemv_tc_ok(cu_wview W, const float *x, int n);
 cudaError_t cuk_gemv_tc(cudaStream_t s, cu_wview W, const float *b, const float *x, int n, float *y, int accumulate,
                         int sm_count);
-/* The bulk-copy kernel itself (batch 1, sm_90+) and whether it can take W and x: granules per row a
-   power of two (or a multiple of 256), at most 64 activations per thread, quantized scale rows in whole
-   16-byte pieces, 16-byte aligned data. */
-int cuk_gemv_bulk_ok(cu_wview W, const float *x);
-cudaError_t cuk_gemv_bulk(cudaStream_t s, cu_wview W, const float *b, const float *x, float *y, int accumulate,
-                          int sm_count);
 /* The generic one-warp-per-row kernel, any shape: the reference kernel_bench checks the others against. */
 cudaError_t cuk_gemv_reference(cudaStream_t s, cu_wview W, const float *b, const float *x, int n, float *y,
                                int accumulate);
@@ -113,8 +107,9 @@ cudaError_t cuk_ssm_norm(cudaStream_t s, const float *xdbl, int rows, int R, int
                          float *bc);
 cudaError_t cuk_ssm_scan(cudaStream_t s, const cu_segtab *t, const cu_ssm_params *p, const float *delta,
                          const float *bc);
-/* The same scan parallel over time chunks of CU_SCAN_LC rows (k_scan_chunked.cu), for prefill:
-   scratch holds (sum over t's segments of ceil(nrows / CU_SCAN_LC)) x di x (N + 1) floats. */
+/* The same scan parallel over time chunks of CU_SCAN_LC rows (k_scan_chunked.cu): scratch holds
+   (sum over t's segments of ceil(nrows / CU_SCAN_LC)) x di x (N + 1) floats (may be NULL when no
+   segment has more than CU_SCAN_LC rows). */
 #define CU_SCAN_LC 64
 cudaError_t cuk_scan_chunked(cudaStream_t s, const cu_segtab *t, const cu_ssm_params *p, const float *delta,
                              const float *bc, float *scratch);

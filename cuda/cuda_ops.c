@@ -4,7 +4,9 @@
    fp32 accumulation) on the activations split into two terms of the weights' type, hi + lo, so the
    result is as precise as fp32 activations (FM_CUDA_FAST=1: hi only, one product, activations
    rounded); quantized weights dequantized to bf16 a chunk of rows at a time (the dequantized values
-   rounded to bf16), activations split hi + lo as above, then GemmEx. FM_CUDA_EXACT=1: every type widened to fp32 and sgemm. */
+   rounded to bf16), activations split hi + lo as above, then GemmEx. Up to MM_STACK_MAX_N rows (decode
+   batches) hi and lo go through one product as 2n stacked rows, so the weights are read once
+   (FM_CUDA_STACK=0: two products). FM_CUDA_EXACT=1: every type widened to fp32 and sgemm. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,9 +46,16 @@ int cu_rmsnorm(void *vbe, const float *x, const fm_weight *w, size_t n, size_t d
     return done(be, cuk_rmsnorm(be->stream, x, w ? (const float *)w->v.data : NULL, (int)n, (int)d, eps, y), "rmsnorm");
 }
 
+/* Up to this many rows the hi and lo activations share one product (stacked as 2n rows): there the
+   product streams the weights rather than computes, so one pass over them instead of two. */
+#define MM_STACK_MAX_N 256
+
+static size_t round256(size_t b) { return (b + 255) / 256 * 256; }
+
 int cu_reserve_rows(cu_backend *be, size_t rows, size_t max_cols) {
-    /* narrowed activations (hi + lo) for rows x max_cols; a dequantized chunk */
-    size_t mm = 2 * rows * max_cols * 2 + MM_CHUNK_BYTES + 256;
+    /* narrowed activations (hi + lo) for rows x max_cols; a stacked product's output; a dequantized chunk */
+    size_t mm = round256(2 * rows * max_cols * 2) + (rows <= MM_STACK_MAX_N ? round256(2 * rows * max_cols * 4) : 0) +
+                MM_CHUNK_BYTES + 256;
     return cu_reserve(be, &be->mm_scratch, &be->mm_scratch_bytes, mm, "matmul scratch");
 }
 
@@ -65,6 +74,20 @@ static int gemm(cu_backend *be, const void *A, cudaDataType_t at, const void *x,
     return cu_blas_err(be, s, "matmul (cuBLAS)");
 }
 
+/* y (+)= (hi + lo) A^T, hi and lo [n][k] of type at, lo right after hi (NULL: hi alone). With h
+   (room for [2n][m] floats) one product over the 2n stacked rows, then its halves summed; else two
+   products, the second accumulating. */
+static int split_product(cu_backend *be, const void *A, cudaDataType_t at, const void *hi, const void *lo, int m,
+                         int n, int k, float *y, int ldy, int accumulate, float *h) {
+    if (lo && h) {
+        int st = gemm(be, A, at, hi, m, 2 * n, k, h, m, 0.0f);
+        return st ? st : cu_err(be, cuk_add_halves(be->stream, y, (size_t)ldy, h, n, m, accumulate), "matmul");
+    }
+    int st = gemm(be, A, at, hi, m, n, k, y, ldy, accumulate ? 1.0f : 0.0f);
+    if (st == FM_BE_OK && lo) st = gemm(be, A, at, lo, m, n, k, y, ldy, 1.0f);
+    return st;
+}
+
 int cu_matmul_locked(cu_backend *be, const fm_weight *W, const float *bias, const float *x, size_t n, float *y,
                      int accumulate) {
     const cu_wview *v = &W->v;
@@ -75,47 +98,49 @@ int cu_matmul_locked(cu_backend *be, const fm_weight *W, const float *bias, cons
     int st;
     if (v->dtype == CU_F32) {
         st = gemm(be, v->data, CUDA_R_32F, x, m, (int)n, k, y, m, accumulate ? 1.0f : 0.0f);
-    } else if (be->exact || v->dtype == CU_Q8_0 || v->dtype == CU_Q4_0) {
-        /* dequantize / widen chunks of rows, then a product per chunk */
-        const int wide = be->exact;
-        const int out_t = wide ? CU_F32 : CU_BF16;
-        const size_t esz = wide ? 4 : 2;
-        const size_t half_bytes = ((n * (size_t)k * 2 + 255) / 256) * 256;
-        size_t act = wide ? 0 : 2 * half_bytes; /* activations hi + lo in bf16 */
-        if ((st = cu_reserve(be, &be->mm_scratch, &be->mm_scratch_bytes, act + MM_CHUNK_BYTES + 256, "matmul scratch")))
+    } else if (be->exact) {
+        /* every type widened to fp32 a chunk of rows at a time, sgemm */
+        if ((st = cu_reserve(be, &be->mm_scratch, &be->mm_scratch_bytes, MM_CHUNK_BYTES + 256, "matmul scratch")))
             return st;
-        const void *xa = x;
-        if (!wide) {
-            void *lo = be->fast ? NULL : (char *)be->mm_scratch + half_bytes;
-            if ((st = cu_err(be, cuk_to_half(be->stream, x, n * (size_t)k, CU_BF16, be->mm_scratch, lo), "matmul")))
-                return st;
-            xa = be->mm_scratch;
-        }
-        char *chunk = (char *)be->mm_scratch + ((act + 255) / 256) * 256;
-        size_t per = MM_CHUNK_BYTES / ((size_t)k * esz);
+        size_t per = MM_CHUNK_BYTES / ((size_t)k * 4);
         if (per < 1) per = 1;
-        for (size_t r0 = 0; r0 < (size_t)m; r0 += per) {
+        for (size_t r0 = 0; st == FM_BE_OK && r0 < (size_t)m; r0 += per) {
             size_t nr = (size_t)m - r0 < per ? (size_t)m - r0 : per;
-            if ((st = cu_err(be, cuk_dequant(be->stream, *v, (int64_t)r0, (int64_t)nr, out_t, chunk), "dequantize")))
+            if ((st = cu_err(be, cuk_dequant(be->stream, *v, (int64_t)r0, (int64_t)nr, CU_F32, be->mm_scratch), "dequantize")))
                 return st;
-            if ((st = gemm(be, chunk, wide ? CUDA_R_32F : CUDA_R_16BF, xa, (int)nr, (int)n, k, y + r0, m,
-                           accumulate ? 1.0f : 0.0f)))
-                return st;
-            if (!wide && !be->fast &&
-                (st = gemm(be, chunk, CUDA_R_16BF, (char *)be->mm_scratch + half_bytes, (int)nr, (int)n, k, y + r0, m,
-                           1.0f)))
-                return st;
+            st = gemm(be, be->mm_scratch, CUDA_R_32F, x, (int)nr, (int)n, k, y + r0, m, accumulate ? 1.0f : 0.0f);
         }
     } else {
-        /* x = hi + lo, both in the weights' half type: two products give fp32-grade activations (the
-           weights are exact in their type); FM_CUDA_FAST=1 keeps only hi (one product, x rounded). */
-        const size_t cnt = n * (size_t)k, half_bytes = ((cnt * 2 + 255) / 256) * 256;
-        if ((st = cu_reserve(be, &be->mm_scratch, &be->mm_scratch_bytes, 2 * half_bytes + 256, "matmul scratch")))
+        /* x = hi + lo in the weights' half type (bf16 for quantized weights, dequantized to bf16 a chunk
+           of rows at a time): fp32-grade activations, the weights exact in that type; FM_CUDA_FAST=1
+           keeps only hi (x rounded). */
+        const int quant = v->dtype == CU_Q8_0 || v->dtype == CU_Q4_0;
+        const size_t cnt = n * (size_t)k, act = round256(2 * cnt * 2);
+        size_t per = quant ? MM_CHUNK_BYTES / ((size_t)k * 2) : (size_t)m;
+        if (per < 1) per = 1;
+        if (per > (size_t)m) per = (size_t)m;
+        const size_t hbytes = round256(2 * n * per * 4);
+        const size_t base = act + (quant ? MM_CHUNK_BYTES : 0) + 256;
+        /* stacking needs room for the product's output; inside a capture the scratch cannot grow */
+        int stack = !be->fast && be->stack_on && n <= MM_STACK_MAX_N &&
+                    (!be->capturing || be->mm_scratch_bytes >= base + hbytes);
+        if ((st = cu_reserve(be, &be->mm_scratch, &be->mm_scratch_bytes, base + (stack ? hbytes : 0), "matmul scratch")))
             return st;
-        void *hi = be->mm_scratch, *lo = be->fast ? NULL : (char *)be->mm_scratch + half_bytes;
-        if ((st = cu_err(be, cuk_to_half(be->stream, x, cnt, v->dtype, hi, lo), "matmul"))) return st;
-        st = gemm(be, v->data, half_type(v->dtype), hi, m, (int)n, k, y, m, accumulate ? 1.0f : 0.0f);
-        if (st == FM_BE_OK && lo) st = gemm(be, v->data, half_type(v->dtype), lo, m, (int)n, k, y, m, 1.0f);
+        void *hi = be->mm_scratch, *lo = be->fast ? NULL : (char *)be->mm_scratch + cnt * 2;
+        char *chunk = (char *)be->mm_scratch + act;
+        float *h = stack ? (float *)(chunk + (quant ? MM_CHUNK_BYTES : 0)) : NULL;
+        const int ht = quant ? CU_BF16 : v->dtype;
+        if ((st = cu_err(be, cuk_to_half(be->stream, x, cnt, ht, hi, lo), "matmul"))) return st;
+        for (size_t r0 = 0; st == FM_BE_OK && r0 < (size_t)m; r0 += per) {
+            size_t nr = (size_t)m - r0 < per ? (size_t)m - r0 : per;
+            const void *A = v->data;
+            if (quant) {
+                if ((st = cu_err(be, cuk_dequant(be->stream, *v, (int64_t)r0, (int64_t)nr, CU_BF16, chunk), "dequantize")))
+                    return st;
+                A = chunk;
+            }
+            st = split_product(be, A, half_type(ht), hi, lo, (int)nr, (int)n, k, y + r0, m, accumulate, h);
+        }
     }
     if (st == FM_BE_OK && bias) st = cu_err(be, cuk_add_bias(be->stream, y, bias, (int)n, m), "matmul bias");
     return st;
@@ -215,13 +240,16 @@ int cu_ssm(void *vbe, const fm_ssm_args *a) {
         chunks += ((size_t)a->segs[s].n_rows + CU_SCAN_LC - 1) / CU_SCAN_LC;
         longest = a->segs[s].n_rows > longest ? a->segs[s].n_rows : longest;
     }
-    /* The time-chunked scan where some segment has several rows (prefill) unless FM_CUDA_SCAN=0;
-       batches of single rows keep k_ssm_scan (16 lanes per channel: more threads for one row). */
-    const int chunked = be->scan_chunked && longest > 1;
+    /* The time-chunked scan (one thread per channel and chunk) unless FM_CUDA_SCAN=0, except for one
+       segment of at most one chunk (a short prompt), where k_ssm_scan's 16 lanes per channel give more
+       threads: 1 x 64 rows 61 vs 73 us on the 7B shape. Several segments (decode batches) go chunked:
+       k_ssm_scan's block per 8 channels and sequence took 117 us per layer at 64 sequences. */
+    const int chunked = be->scan_chunked && (longest > CU_SCAN_LC || a->n_segs > 1);
     const size_t R = (size_t)a->dt_rank, N = (size_t)a->d_state, di = (size_t)a->d_inner;
     size_t off_bc = ((rows * R * 4 + 255) / 256) * 256, off_delta = off_bc + ((rows * 2 * N * 4 + 255) / 256) * 256;
     size_t off_scan = off_delta + ((rows * di * 4 + 255) / 256) * 256;
-    size_t need = off_scan + (chunked ? chunks * di * (N + 1) * 4 : 0);
+    /* the chunked scan's carries: only for segments of several chunks */
+    size_t need = off_scan + (chunked && longest > CU_SCAN_LC ? chunks * di * (N + 1) * 4 : 0);
     if ((st = cu_reserve(be, &be->ssm_scratch, &be->ssm_scratch_bytes, need, "ssm scratch"))) {
         cu_leave(be);
         return st;

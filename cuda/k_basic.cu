@@ -83,6 +83,28 @@ extern "C" cudaError_t cuk_add_bias(cudaStream_t s, float *y, const float *b, in
     return cudaGetLastError();
 }
 
+/* y[b][i] (+)= h[b][i] + h[n + b][i] for b < n, i < rows (h: [2n][rows], y's rows ldy apart): the two
+   halves of a stacked hi + lo product summed in fp32. */
+__global__ void k_add_halves(float *y, size_t ldy, const float *h, int n, int rows, int accumulate) {
+    const size_t total = (size_t)n * rows, half = total;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        const size_t b = i / (size_t)rows, r = i % (size_t)rows;
+        const float v = h[i] + h[half + i];
+        float *d = y + b * ldy + r;
+        *d = accumulate ? *d + v : v;
+    }
+}
+
+extern "C" cudaError_t cuk_add_halves(cudaStream_t s, float *y, size_t ldy, const float *h, int n, int rows,
+                                      int accumulate) {
+    const size_t total = (size_t)n * rows;
+    size_t blocks = (total + 255) / 256;
+    if (blocks > 4096) blocks = 4096;
+    if (blocks < 1) return cudaSuccess;
+    k_add_halves<<<(unsigned)blocks, 256, 0, s>>>(y, ldy, h, n, rows, accumulate);
+    return cudaGetLastError();
+}
+
 __device__ __forceinline__ float src_elem(const void *src, int t, size_t i) {
     switch (t) {
     case CU_F32: return ((const float *)src)[i];

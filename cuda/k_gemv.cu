@@ -198,11 +198,10 @@ template <int WT, int NB, int V> struct gemv_cfg {
     };
 };
 
-static int g_variant = 0, g_tc = 1, g_sm90 = 0;
-extern "C" void cuk_set_gemv_variant(int v, int tc_batches, int sm90) { /* tc_batches: 0, 1 or 2 (cuda_internal.h) */
+static int g_variant = 0, g_tc = 1;
+extern "C" void cuk_set_gemv_variant(int v, int tc_batches) { /* tc_batches: 0, 1 or 2 (cuda_internal.h) */
     g_variant = v >= 0 && v < CU_GEMV_VARIANTS ? v : 0;
     g_tc = tc_batches < 0 ? 0 : tc_batches > 2 ? 2 : tc_batches;
-    g_sm90 = sm90;
 }
 
 template <int WT, int NB, int V> static cudaError_t launch_cfg(cudaStream_t s, cu_wview W, const float *b,
@@ -258,10 +257,6 @@ extern "C" cudaError_t cuk_gemv(cudaStream_t s, cu_wview W, const float *b, cons
         k_gemv_generic<<<(unsigned)blocks, 256, 0, s>>>(W, b, x, n, y, accumulate);
         return cudaGetLastError();
     }
-    /* batch 1: the bulk-copy kernel (k_gemv_bulk.cu, sm_90+) on matrices with enough rows to fill the GPU */
-    if (n == 1 && g_variant == CU_GEMV_VARIANT_BULK && g_sm90 && (g_tc == 2 || W.rows >= 16 * (int64_t)sm_count) &&
-        cuk_gemv_bulk_ok(W, x))
-        return cuk_gemv_bulk(s, W, b, x, y, accumulate, sm_count);
     /* the tensor-core kernel (k_gemv_tc.cu) where it applies and has enough row tiles to fill the GPU */
     const int tc = n > 1 ? g_tc : g_variant == CU_GEMV_VARIANT_TC ? (g_tc == 2 ? 2 : 1) : 0;
     if (tc && (tc == 2 || W.rows >= 16 * (int64_t)sm_count) && cuk_gemv_tc_ok(W, x, n))

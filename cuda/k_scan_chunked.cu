@@ -17,6 +17,9 @@
 
 #define SCAN_TPB 128 /* channels per block */
 #define SCAN_LC CU_SCAN_LC
+/* exp(d A) as exp2(d A log2 e): A is scaled once per thread, and exp2f is one MUFU.EX2 where expf
+   adds a range reduction (the scan's cost is these exponentials, d_state per row and channel). */
+#define LOG2E 1.4426950408889634f
 
 /* chunks of segment i, and the chunks of the segments before it (the scratch index base) */
 __device__ __forceinline__ int seg_chunks(const cu_segtab &t, int i) { return (t.nrows[i] + SCAN_LC - 1) / SCAN_LC; }
@@ -53,7 +56,7 @@ __global__ void __launch_bounds__(SCAN_TPB) k_scan_ends(cu_segtab t, cu_ssm_para
     float A[MAXN], h[MAXN];
 #pragma unroll
     for (int k = 0; k < MAXN; k++) {
-        A[k] = k < N ? p.A[(size_t)cc * N + k] : 0.0f;
+        A[k] = k < N ? p.A[(size_t)cc * N + k] * LOG2E : 0.0f;
         h[k] = 0.0f;
     }
     stage_bc<false>(sB, bc, r0, SCAN_LC, N);
@@ -67,7 +70,7 @@ __global__ void __launch_bounds__(SCAN_TPB) k_scan_ends(cu_segtab t, cu_ssm_para
         const float *B = sB + i * N;
 #pragma unroll
         for (int k = 0; k < MAXN; k++)
-            if (k < N) h[k] = expf(dl * A[k]) * h[k] + B[k] * du;
+            if (k < N) h[k] = exp2f(dl * A[k]) * h[k] + B[k] * du;
     }
     if (ch >= di) return;
     const int gc = chunk_base(t, s) + c;
@@ -86,13 +89,13 @@ __global__ void k_scan_carry(cu_segtab t, cu_ssm_params p, float *hs, const floa
     const int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; /* = k * di + ch */
     if (idx >= (int64_t)N * di) return;
     const int k = (int)(idx / di), ch = (int)(idx % di);
-    const float A = p.A[(size_t)ch * N + k];
+    const float A = p.A[(size_t)ch * N + k] * LOG2E;
     const int gb = chunk_base(t, s);
     float h = seg_ssm(t, s)[(size_t)ch * N + k];
     hs[((size_t)gb * N + k) * di + ch] = h;
     for (int c = 0; c + 1 < nch; c++) {
         float *e = hs + ((size_t)(gb + c + 1) * N + k) * di + ch;
-        h = expf(A * sdl[(size_t)(gb + c) * di + ch]) * h + *e;
+        h = exp2f(A * sdl[(size_t)(gb + c) * di + ch]) * h + *e;
         *e = h;
     }
 }
@@ -115,7 +118,7 @@ __global__ void __launch_bounds__(SCAN_TPB) k_scan_out(cu_segtab t, cu_ssm_param
     float A[MAXN], h[MAXN];
 #pragma unroll
     for (int k = 0; k < MAXN; k++) {
-        A[k] = k < N ? p.A[(size_t)cc * N + k] : 0.0f;
+        A[k] = k < N ? p.A[(size_t)cc * N + k] * LOG2E : 0.0f;
         h[k] = k < N ? (h0 ? h0[(size_t)k * di] : slot[k]) : 0.0f;
     }
     const float Dc = p.D[cc];
@@ -132,11 +135,11 @@ __global__ void __launch_bounds__(SCAN_TPB) k_scan_out(cu_segtab t, cu_ssm_param
 #pragma unroll
         for (int k = 0; k < MAXN; k += 2) {
             if (k < N) {
-                h[k] = expf(dl * A[k]) * h[k] + B[k] * du;
+                h[k] = exp2f(dl * A[k]) * h[k] + B[k] * du;
                 y0 = fmaf(h[k], C[k], y0);
             }
             if (k + 1 < N) {
-                h[k + 1] = expf(dl * A[k + 1]) * h[k + 1] + B[k + 1] * du;
+                h[k + 1] = exp2f(dl * A[k + 1]) * h[k + 1] + B[k + 1] * du;
                 y1 = fmaf(h[k + 1], C[k + 1], y1);
             }
         }
@@ -161,8 +164,9 @@ static cudaError_t launch(cudaStream_t s, const cu_segtab *t, const cu_ssm_param
     }
     if (maxch == 0) return cudaSuccess;
     const unsigned xb = (unsigned)((p->di + SCAN_TPB - 1) / SCAN_TPB);
-    float *hs = scratch, *sdl = scratch + chunks * (size_t)p->N * p->di;
+    float *hs = scratch; /* read only by segments of several chunks; may be NULL without them */
     if (multi) {
+        float *sdl = scratch + chunks * (size_t)p->N * p->di;
         k_scan_ends<MAXN><<<dim3(xb, maxch - 1, t->n), SCAN_TPB, (size_t)SCAN_LC * p->N * sizeof(float), s>>>(
             *t, *p, delta, bc, hs, sdl);
         const int64_t cells = (int64_t)p->N * p->di;

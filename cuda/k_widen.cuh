@@ -1,5 +1,5 @@
-/* k_widen.cuh - 16-byte granules of weights widened to fp32 in registers, every storage type; shared
-   by the decode GEMV kernels (k_gemv.cu, k_gemv_bulk.cu). */
+/* k_widen.cuh - 16-byte granules of weights widened to fp32 in registers, every storage type, and
+   fp32 activations loaded into registers: the FMA decode GEMV's (k_gemv.cu) element handling. */
 #ifndef FM_K_WIDEN_CUH
 #define FM_K_WIDEN_CUH
 

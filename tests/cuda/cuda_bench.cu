@@ -11,7 +11,10 @@
  * (prefill_chunk = L), one after the other (the API prefills one session per call); FLOP/s counts
  * 2 x parameters per token. --check-cpu: a few tokens of the bf16 model on CUDA and on CPU compared.
  * Peak device memory is the device's used memory (cudaMemGetInfo) at its highest sampled point.
+ * FM_BENCH_PROFILE=1: each decode run adds one step between cudaProfilerStart/Stop, for
+ * `ncu --profile-from-start off` (per-kernel times of a step, graph nodes included).
  */
+#include <cuda_profiler_api.h>
 #include <cuda_runtime.h>
 
 #include <stdint.h>
@@ -108,6 +111,12 @@ static void bench_decode(fm_context *ctx, const fm_model_info *mi, int B, int st
         CK(fm_decode_batch(ss, tok, (size_t)B));
     }
     double dt = now_s() - t0;
+    if (getenv("FM_BENCH_PROFILE")) { /* one more step for a profiler started with --profile-from-start off */
+        for (int i = 0; i < B; i++) tok[i] = rnd_tok(mi->n_vocab);
+        cudaProfilerStart();
+        CK(fm_decode_batch(ss, tok, (size_t)B));
+        cudaProfilerStop();
+    }
     double step_s = dt / steps;
     double bytes = read_bytes + (double)B * 2.0 * (double)mi->state_bytes;
     double limit_steps = bw * 1e9 / bytes;

@@ -11,7 +11,7 @@
  *   - the whole decode step (the same launch sequence as src/model.c's forward, embedding aside),
  *     printed as ms per step, tokens/s, and the fraction of the limit (bandwidth probe, same run);
  *   - both again for each GEMV variant (cuda_internal.h: batch 1 variants 0..3 = the FMA kernel's launch
- *     shapes, 4 = the tensor-core kernel, 5 = the bulk-copy kernel; batches > 1: "tc" and "fma"), each variant's output also
+ *     shapes, 4 = the tensor-core kernel; batches > 1: "tc" and "fma"), each variant's output also
  *     checked against the generic reference kernel on the same inputs (max |diff| / max |ref|); each
  *     as the module runs by default, then with the L2 prefetch of the weight rows (FM_CUDA_PREFETCH=1;
  *     left out with --default-only).
@@ -162,7 +162,7 @@ static void enqueue_layer(bench *b, int li, int which) {
     if (which < 0 || which == K_XPROJ) CU(cuk_gemv(b->st, l->x_proj, NULL, b->u, n, b->xdbl, 0, b->sm));
     if (which < 0 || which == K_SSM || which == K_SSM_FUSED) {
         /* as cuda_ops.c's cu_ssm: one sequence (or K_SSM_FUSED) -> the fused step kernel; several -> the
-           norms, the dt_proj product for all rows, the scan */
+           norms, the dt_proj product for all rows, the time-chunked scan (one chunk per sequence) */
         cu_ssm_params p = {b->xdbl, b->u, b->xz + s.di, (size_t)2 * s.di, b->y, l->dt_proj, l->dt_b, l->A, l->D,
                            s.di, s.N, s.R, 1, 1e-6f};
         if (n == 1 || which == K_SSM_FUSED) {
@@ -170,7 +170,7 @@ static void enqueue_layer(bench *b, int li, int which) {
         } else {
             CU(cuk_ssm_norm(b->st, b->xdbl, n, s.R, s.N, 1, 1e-6f, b->dtn, b->bc));
             CU(cuk_gemv(b->st, l->dt_proj, l->dt_b, b->dtn, n, b->delta, 0, b->sm));
-            CU(cuk_ssm_scan(b->st, &t, &p, b->delta, b->bc));
+            CU(cuk_scan_chunked(b->st, &t, &p, b->delta, b->bc, NULL)); /* single rows: no scratch */
         }
     }
     if (which < 0 || which == K_OUT) CU(cuk_gemv(b->st, l->out_proj, NULL, b->y, n, b->x, 1, b->sm));
@@ -261,8 +261,6 @@ static double check_gemv(bench *b, const cu_wview &W, const float *x) {
     return mr > 0 ? md / mr : md;
 }
 
-static int g_sm90; /* the bulk-copy GEMV variant runs on sm_90+ only */
-
 static int parse_dtype(const char *s) {
     if (!strcmp(s, "bf16")) return CU_BF16;
     if (!strcmp(s, "f32")) return CU_F32;
@@ -335,11 +333,10 @@ static void run(const shape &s, int dtype, const char *dname, int batch, int rep
         cuk_set_prefetch(pf);
         if (batch > 1 && v != 0 && v != CU_GEMV_VARIANT_TC) continue; /* batches: "fma" (0) and "tc" (4) */
         const int tc = batch > 1 ? v == CU_GEMV_VARIANT_TC : 1;
-        cuk_set_gemv_variant(batch > 1 ? 0 : v, tc, g_sm90);
+        cuk_set_gemv_variant(batch > 1 ? 0 : v, tc);
         char name[32];
         if (batch > 1) snprintf(name, sizeof name, "%s%s", tc ? "tc" : "fma", pf ? ", prefetch" : "");
-        else snprintf(name, sizeof name, "%d%s%s", v, v == CU_GEMV_VARIANT_TC ? " (tc)" : v == CU_GEMV_VARIANT_BULK ? " (bulk)" : "",
-                          pf ? ", prefetch" : "");
+        else snprintf(name, sizeof name, "%d%s%s", v, v == CU_GEMV_VARIANT_TC ? " (tc)" : "", pf ? ", prefetch" : "");
         printf("| %s |", name);
         const int gk[] = {K_IN, K_XPROJ, K_OUT};
         for (int k : gk) {
@@ -358,7 +355,7 @@ static void run(const shape &s, int dtype, const char *dname, int batch, int rep
         }
         printf(" %.3f | %.1f | %.1f%% | %.2g |\n", ts * 1e3, batch / ts, 100.0 * step_bytes / ts / bw, err);
     }
-    cuk_set_gemv_variant(CU_GEMV_DEFAULT_VARIANT, 1, g_sm90);
+    cuk_set_gemv_variant(CU_GEMV_DEFAULT_VARIANT, 1);
     cuk_set_prefetch(0);
     for (int i = 0; i < s.L; i++) {
         layer *l = &b.ly[i];
@@ -479,8 +476,8 @@ int main(int argc, char **argv) {
     const shape *s = &k_shapes[0];
     char weights[128] = "bf16,q8_0,q4_0";
     int batch = 1, reps = 20;
-    int variants[16] = {0, 1, 2, 3, CU_GEMV_VARIANT_TC, CU_GEMV_VARIANT_BULK};
-    size_t n_variants = 6;
+    int variants[16] = {0, 1, 2, 3, CU_GEMV_VARIANT_TC};
+    size_t n_variants = 5;
     int with_pf = 1;
     char scan[128] = "";
     for (int i = 1; i < argc; i++) {
@@ -509,7 +506,7 @@ int main(int argc, char **argv) {
                 variants[n_variants++] = atoi(v);
         } else {
             fprintf(stderr, "usage: %s [--shape 7b|1.4b] [--weights bf16,q8_0,q4_0] [--batch N<=8] [--reps R] "
-                    "[--variants 0,1,2,3,4,5] [--default-only] [--scan SEGSxROWS,...]\n",
+                    "[--variants 0,1,2,3,4] [--default-only] [--scan SEGSxROWS,...]\n",
                     argv[0]);
             return 2;
         }
@@ -525,7 +522,6 @@ int main(int argc, char **argv) {
     CU(cudaGetDeviceProperties(&prop, dev));
     const char *pdl = getenv("FM_CUDA_PDL");
     cuk_set_pdl(prop.major >= 9 && !(pdl && !strcmp(pdl, "0")));
-    g_sm90 = prop.major >= 9;
     double bw = fm_probe_read_gbs(sm) * 1e9;
     if (bw <= 0) {
         fprintf(stderr, "bandwidth probe: cudaMalloc failed\n");

@@ -92,12 +92,11 @@ DEF_FLOAT_ROWS(f16, 2)
    then per activation row the VNNI dots, one convert, one multiply and one FMA. Per-row results stay
    in a vector accumulator until the row ends.
 
-   vpdpbusd multiplies unsigned bytes by signed bytes, so the weights go in as unsigned:
-     Q4_0: nibble n = w + 8 (0..15);   sum n*x = sum w*x + 8 sum x
-     Q8_0: q ^ 0x80 = q + 128 (0..255); sum (q+128)*x = sum q*x + 128 sum x
-   and the group's int32 lanes start from the correction -8 (or -128) * the lane's 4-byte sum of x,
-   which depends on the activations only (computed once, in pack_x). The integer lane sums cannot
-   overflow: |x| <= 127, so a lane holds at most 8 * 255 * 127 + 4 * 128 * 127. */
+   vpdpbusd multiplies unsigned bytes by signed bytes, so the weights go in as unsigned nibbles
+   n = w + 8 (0..15): sum n*x = sum w*x + 8 sum x, and the group's int32 lanes start from the
+   correction -8 * the lane's sum of x (its 8 elements), which depends on the activations only
+   (computed once, in pack_x). The integer lane sums cannot overflow: |x| <= 127, so a lane holds at
+   most 8 * 15 * 127 + 8 * 8 * 127 in magnitude. */
 
 /* Q4_0: 4 blocks (72 weight bytes, 128 values) per group. lo[16i + j] = x[32i + j] and
    hi[16i + j] = x[32i + 16 + j] of block i of the group: the low and high nibbles of that block's
@@ -108,63 +107,44 @@ typedef struct xgroup_q4 {
     float d[16];      /* the block's activation scale, on each of its 4 lanes */
 } xgroup_q4;
 
-/* Q8_0: 2 blocks (68 weight bytes, 64 values) per group, in element order. */
-typedef struct xgroup_q8 {
-    int8_t q[64];
-    int32_t corr[16]; /* -128 * the lane's sum of x */
-    float d[16];      /* the block's activation scale, on each of its 8 lanes */
-} xgroup_q8;
-
 #define Q4_GROUP 4
-#define Q8_GROUP 2
 
+/* Only Q4_0 has a packed layout; 0 for every other type (gemv_q8_0 reads xq). */
 static size_t pack_x_bytes(fm_dtype t, size_t K) {
     const size_t nb = K / FM_QBLOCK;
-    if (t == FM_DTYPE_Q8_0) return 0; /* gemv_q8_0 reads xq */
-    return t == FM_DTYPE_Q4_0 ? (nb + Q4_GROUP - 1) / Q4_GROUP * sizeof(xgroup_q4)
-                              : (nb + Q8_GROUP - 1) / Q8_GROUP * sizeof(xgroup_q8);
+    return t == FM_DTYPE_Q4_0 ? (nb + Q4_GROUP - 1) / Q4_GROUP * sizeof(xgroup_q4) : 0;
 }
 
 /* Blocks past the row's end (a partial last group) are zero: no products, no correction, scale 0. */
 static void pack_x(fm_dtype t, const cpu_xblock *xq, size_t K, void *out) {
+    if (t != FM_DTYPE_Q4_0) return; /* pack_x_bytes is 0: nothing to pack */
     const size_t nb = K / FM_QBLOCK;
     memset(out, 0, pack_x_bytes(t, K));
     for (size_t b = 0; b < nb; b++) {
         const cpu_xblock *x = xq + b;
-        if (t == FM_DTYPE_Q4_0) {
-            xgroup_q4 *g = (xgroup_q4 *)out + b / Q4_GROUP;
-            const size_t i = b % Q4_GROUP;
-            memcpy(g->lo + 16 * i, x->q, 16);
-            memcpy(g->hi + 16 * i, x->q + 16, 16);
-            for (int l = 0; l < 4; l++) {
-                int32_t s = 0;
-                for (int e = 4 * l; e < 4 * l + 4; e++) s += x->q[e] + x->q[16 + e];
-                g->corr[4 * i + l] = -8 * s;
-                g->d[4 * i + l] = x->d;
-            }
-        } else {
-            xgroup_q8 *g = (xgroup_q8 *)out + b / Q8_GROUP;
-            const size_t i = b % Q8_GROUP;
-            memcpy(g->q + 32 * i, x->q, 32);
-            for (int l = 0; l < 8; l++) {
-                g->corr[8 * i + l] = -128 * (x->q[4 * l] + x->q[4 * l + 1] + x->q[4 * l + 2] + x->q[4 * l + 3]);
-                g->d[8 * i + l] = x->d;
-            }
+        xgroup_q4 *g = (xgroup_q4 *)out + b / Q4_GROUP;
+        const size_t i = b % Q4_GROUP;
+        memcpy(g->lo + 16 * i, x->q, 16);
+        memcpy(g->hi + 16 * i, x->q + 16, 16);
+        for (int l = 0; l < 4; l++) {
+            int32_t s = 0;
+            for (int e = 4 * l; e < 4 * l + 4; e++) s += x->q[e] + x->q[16 + e];
+            g->corr[4 * i + l] = -8 * s;
+            g->d[4 * i + l] = x->d;
         }
     }
 }
 
-/* Word indices into (A = the group's first 64 bytes, B = its bytes from 8 (Q4_0) or 4 (Q8_0) on)
-   for vpermt2w, where index 32 + k is word k of B: the quant bytes of each block (every field of
-   both block types starts at an even offset), and each block's scale repeated over its lanes. */
+/* Word indices into (A = the group's first 64 bytes, B = its bytes from 8 on) for vpermt2w, where
+   index 32 + k is word k of B: the quant bytes of each block (every field of the block starts at an
+   even offset), and each block's scale repeated over its lanes. */
 typedef struct perm_idx {
     __m512i q, d;
 } perm_idx;
 
-static perm_idx make_idx(fm_dtype t) {
+static perm_idx make_idx(void) {
     uint16_t q[32], d[32] = {0};
-    const size_t bsz = t == FM_DTYPE_Q4_0 ? sizeof(fm_block_q4_0) : sizeof(fm_block_q8_0);
-    const size_t qlen = bsz - 2, bofs = t == FM_DTYPE_Q4_0 ? 8 : 4, lanes = t == FM_DTYPE_Q4_0 ? 4 : 8;
+    const size_t bsz = sizeof(fm_block_q4_0), qlen = bsz - 2, bofs = 8, lanes = 4;
     for (size_t k = 0; k < 64; k += 2) {
         const size_t off = (k / qlen) * bsz + 2 + k % qlen;
         q[k / 2] = (uint16_t)(off < 64 ? off / 2 : 32 + (off - bofs) / 2);
@@ -176,12 +156,11 @@ static perm_idx make_idx(fm_dtype t) {
 
 /* The weight side of one group: quant bytes (as unsigned) and the blocks' fp32 scales. m = number of
    valid blocks (< group size only at the row's end: masked loads, zeros past it). */
-AINLINE void load_group(fm_dtype t, const unsigned char *p, size_t m, const perm_idx *ix, __m512i *wq_lo,
-                        __m512i *wq_hi, __m512 *wd) {
-    const size_t bsz = t == FM_DTYPE_Q4_0 ? sizeof(fm_block_q4_0) : sizeof(fm_block_q8_0);
-    const size_t full = t == FM_DTYPE_Q4_0 ? Q4_GROUP : Q8_GROUP, bofs = t == FM_DTYPE_Q4_0 ? 8 : 4;
+AINLINE void load_group(const unsigned char *p, size_t m, const perm_idx *ix, __m512i *wq_lo, __m512i *wq_hi,
+                        __m512 *wd) {
+    const size_t bsz = sizeof(fm_block_q4_0), bofs = 8;
     __m512i A, B;
-    if (m == full) {
+    if (m == Q4_GROUP) {
         A = _mm512_loadu_si512(p);
         B = _mm512_loadu_si512(p + bofs);
     } else { /* m * bsz <= 54 < 64 bytes: all in A */
@@ -190,24 +169,16 @@ AINLINE void load_group(fm_dtype t, const unsigned char *p, size_t m, const perm
     }
     const __m512i q = _mm512_permutex2var_epi16(A, ix->q, B);
     *wd = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(ix->d, A)));
-    if (t == FM_DTYPE_Q4_0) {
-        const __m512i m4 = _mm512_set1_epi8(0x0f);
-        *wq_lo = _mm512_and_si512(q, m4);
-        *wq_hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
-    } else {
-        /* zero bytes past the row's end become 128: multiplied by zero activations */
-        *wq_lo = _mm512_xor_si512(q, _mm512_set1_epi8((char)0x80));
-        *wq_hi = _mm512_setzero_si512();
-    }
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    *wq_lo = _mm512_and_si512(q, m4);
+    *wq_hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
 }
 
 /* One weight row (ng groups, the last with m_last blocks) against NR packed activation rows
    (xstride bytes apart). */
-AINLINE void rows_quant(fm_dtype t, const unsigned char *w, size_t ng, size_t m_last, const unsigned char *x,
-                        size_t xstride, const perm_idx *ix, const int NR, float *out) {
-    const size_t gbytes = t == FM_DTYPE_Q4_0 ? Q4_GROUP * sizeof(fm_block_q4_0) : Q8_GROUP * sizeof(fm_block_q8_0);
-    const size_t xgb = t == FM_DTYPE_Q4_0 ? sizeof(xgroup_q4) : sizeof(xgroup_q8);
-    const size_t full = t == FM_DTYPE_Q4_0 ? Q4_GROUP : Q8_GROUP;
+AINLINE void rows_q4_0(const unsigned char *w, size_t ng, size_t m_last, const unsigned char *x, size_t xstride,
+                       const perm_idx *ix, const int NR, float *out) {
+    const size_t gbytes = Q4_GROUP * sizeof(fm_block_q4_0);
     __m512 acc[CPU_GEMV_MAX_ROWS];
     _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++) acc[r] = _mm512_setzero_ps();
     for (size_t g = 0; g < ng; g++) {
@@ -215,33 +186,23 @@ AINLINE void rows_quant(fm_dtype t, const unsigned char *w, size_t ng, size_t m_
         _mm_prefetch((const char *)p + PF_AHEAD, _MM_HINT_T0);
         __m512i lo, hi;
         __m512 wd;
-        load_group(t, p, g + 1 == ng ? m_last : full, ix, &lo, &hi, &wd);
+        load_group(p, g + 1 == ng ? m_last : Q4_GROUP, ix, &lo, &hi, &wd);
         _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++) {
-            const unsigned char *xg = x + (size_t)r * xstride + g * xgb;
-            __m512i dot;
-            __m512 xd;
-            if (t == FM_DTYPE_Q4_0) {
-                const xgroup_q4 *G = (const xgroup_q4 *)xg;
-                dot = _mm512_dpbusd_epi32(_mm512_loadu_si512(G->corr), lo, _mm512_loadu_si512(G->lo));
-                dot = _mm512_dpbusd_epi32(dot, hi, _mm512_loadu_si512(G->hi));
-                xd = _mm512_loadu_ps(G->d);
-            } else {
-                const xgroup_q8 *G = (const xgroup_q8 *)xg;
-                dot = _mm512_dpbusd_epi32(_mm512_loadu_si512(G->corr), lo, _mm512_loadu_si512(G->q));
-                xd = _mm512_loadu_ps(G->d);
-            }
+            const xgroup_q4 *G = (const xgroup_q4 *)(x + (size_t)r * xstride + g * sizeof(xgroup_q4));
+            __m512i dot = _mm512_dpbusd_epi32(_mm512_loadu_si512(G->corr), lo, _mm512_loadu_si512(G->lo));
+            dot = _mm512_dpbusd_epi32(dot, hi, _mm512_loadu_si512(G->hi));
+            const __m512 xd = _mm512_loadu_ps(G->d);
             acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(wd, xd), acc[r]);
         }
     }
     _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++) out[r] = _mm512_reduce_add_ps(acc[r]);
 }
 
-AINLINE void gemv_quant(const cpu_gemv_args *a, fm_dtype t) {
+static void gemv_q4_0(const cpu_gemv_args *a) {
     const size_t K = (size_t)a->W->cols, nb = K / FM_QBLOCK;
-    const size_t full = t == FM_DTYPE_Q4_0 ? Q4_GROUP : Q8_GROUP;
-    const size_t ng = (nb + full - 1) / full, m_last = nb - (ng - 1) * full;
-    const size_t xstride = pack_x_bytes(t, K);
-    const perm_idx ix = make_idx(t);
+    const size_t ng = (nb + Q4_GROUP - 1) / Q4_GROUP, m_last = nb - (ng - 1) * Q4_GROUP;
+    const size_t xstride = pack_x_bytes(FM_DTYPE_Q4_0, K);
+    const perm_idx ix = make_idx();
     float out[CPU_GEMV_MAX_ROWS];
     for (size_t j = a->j0; j < a->j1; j++) {
         const unsigned char *w = (const unsigned char *)a->W->data + j * a->W->row_bytes;
@@ -249,14 +210,14 @@ AINLINE void gemv_quant(const cpu_gemv_args *a, fm_dtype t) {
             const unsigned char *x = (const unsigned char *)a->xp + i * xstride;
             size_t nr = a->n - i < 8 ? a->n - i : 8;
             switch (nr) {
-            case 1: rows_quant(t, w, ng, m_last, x, xstride, &ix, 1, out); break;
-            case 2: rows_quant(t, w, ng, m_last, x, xstride, &ix, 2, out); break;
-            case 3: rows_quant(t, w, ng, m_last, x, xstride, &ix, 3, out); break;
-            case 4: rows_quant(t, w, ng, m_last, x, xstride, &ix, 4, out); break;
-            case 5: rows_quant(t, w, ng, m_last, x, xstride, &ix, 5, out); break;
-            case 6: rows_quant(t, w, ng, m_last, x, xstride, &ix, 6, out); break;
-            case 7: rows_quant(t, w, ng, m_last, x, xstride, &ix, 7, out); break;
-            default: rows_quant(t, w, ng, m_last, x, xstride, &ix, 8, out); break;
+            case 1: rows_q4_0(w, ng, m_last, x, xstride, &ix, 1, out); break;
+            case 2: rows_q4_0(w, ng, m_last, x, xstride, &ix, 2, out); break;
+            case 3: rows_q4_0(w, ng, m_last, x, xstride, &ix, 3, out); break;
+            case 4: rows_q4_0(w, ng, m_last, x, xstride, &ix, 4, out); break;
+            case 5: rows_q4_0(w, ng, m_last, x, xstride, &ix, 5, out); break;
+            case 6: rows_q4_0(w, ng, m_last, x, xstride, &ix, 6, out); break;
+            case 7: rows_q4_0(w, ng, m_last, x, xstride, &ix, 7, out); break;
+            default: rows_q4_0(w, ng, m_last, x, xstride, &ix, 8, out); break;
             }
             for (size_t r = 0; r < nr; r++) finish(a, i + r, j, out[r]);
         }
@@ -264,8 +225,9 @@ AINLINE void gemv_quant(const cpu_gemv_args *a, fm_dtype t) {
 }
 
 /* Q8_0 keeps the earlier kernel over the plain cpu_xblock rows: at 2 threads it runs at the memory
-   bandwidth either way, and the grouped one above measured 5-15% slower on it (its 64-byte
-   line-crossing loads; interleaved runs in docs/PERFORMANCE.md). pack_x_bytes is 0 for Q8_0. */
+   bandwidth either way, and a grouped Q8_0 variant of the kernel above measured 5-15% slower on it
+   (its 64-byte line-crossing loads; interleaved runs in docs/PERFORMANCE.md) and was removed.
+   pack_x_bytes is 0 for Q8_0. */
 AINLINE __m512i xq_pair(const cpu_xblock *x) { /* q of blocks b and b+1 side by side */
     return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)x[0].q)),
                               _mm256_loadu_si256((const __m256i *)x[1].q), 1);
@@ -328,7 +290,6 @@ static void gemv_q8_0(const cpu_gemv_args *a) {
         }
     }
 }
-static void gemv_q4_0(const cpu_gemv_args *a) { gemv_quant(a, FM_DTYPE_Q4_0); }
 
 /* roundf (half away from zero), exactly: truncate, then step away from zero when the dropped
    fraction is at least 0.5. (Adding copysign(0.5) first is wrong for 0.49999997.) */

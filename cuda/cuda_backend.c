@@ -203,7 +203,7 @@ static int cu_init(const fm_backend_host *host, const fm_backend_config *cfg, vo
     const char *sk = env_str("FM_CUDA_STACK");
     be->stack_on = !(sk && strcmp(sk, "0") == 0);
     const char *sc = env_str("FM_CUDA_SCAN");
-    be->scan_chunked = !(sc && strcmp(sc, "0") == 0);
+    be->scan_chunked = sc ? (atoi(sc) == 2 ? 2 : strcmp(sc, "0") != 0) : 1;
 
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);

@@ -48,7 +48,8 @@ typedef struct cu_backend {
     int fast;             /* FM_CUDA_FAST=1: one bf16/f16 product per matmul (activations rounded) */
     int graphs_on;        /* FM_CUDA_GRAPHS=0 turns decode graphs off */
     int stack_on;         /* FM_CUDA_STACK=0: hi and lo as two products even for decode batches */
-    int scan_chunked;     /* FM_CUDA_SCAN=0: prefill through the sequential scan (k_ssm_scan) */
+    int scan_chunked;     /* FM_CUDA_SCAN: 0 = every scan sequential (k_ssm_scan), 1 = chunked for long
+                             segments (default), 2 = chunked for all */
 
     /* memory accounting */
     cu_alloc *allocs;

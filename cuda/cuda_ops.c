@@ -240,11 +240,12 @@ int cu_ssm(void *vbe, const fm_ssm_args *a) {
         chunks += ((size_t)a->segs[s].n_rows + CU_SCAN_LC - 1) / CU_SCAN_LC;
         longest = a->segs[s].n_rows > longest ? a->segs[s].n_rows : longest;
     }
-    /* The time-chunked scan (one thread per channel and chunk) unless FM_CUDA_SCAN=0, except for one
-       segment of at most one chunk (a short prompt), where k_ssm_scan's 16 lanes per channel give more
-       threads: 1 x 64 rows 61 vs 73 us on the 7B shape. Several segments (decode batches) go chunked:
-       k_ssm_scan's block per 8 channels and sequence took 117 us per layer at 64 sequences. */
-    const int chunked = be->scan_chunked && (longest > CU_SCAN_LC || a->n_segs > 1);
+    /* The time-chunked scan (one thread per channel and chunk) unless FM_CUDA_SCAN=0, except for a
+       single segment of at most one chunk (a short prompt), where k_ssm_scan's 16 lanes per channel
+       give more threads: on the 7B shape (kernel_bench --scan) 1 x 64 rows 62 vs 70 us, while decode
+       batches are faster chunked, 8 x 1 10.6 vs 17.5 us, 64 x 1 41 vs 97. FM_CUDA_SCAN=2: chunked
+       for everything. */
+    const int chunked = be->scan_chunked == 2 || (be->scan_chunked && (longest > CU_SCAN_LC || a->n_segs > 1));
     const size_t R = (size_t)a->dt_rank, N = (size_t)a->d_state, di = (size_t)a->d_inner;
     size_t off_bc = ((rows * R * 4 + 255) / 256) * 256, off_delta = off_bc + ((rows * 2 * N * 4 + 255) / 256) * 256;
     size_t off_scan = off_delta + ((rows * di * 4 + 255) / 256) * 256;

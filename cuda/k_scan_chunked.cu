@@ -115,11 +115,28 @@ __global__ void __launch_bounds__(SCAN_TPB) k_scan_out(cu_segtab t, cu_ssm_param
     const int m = t.nrows[s] - c * SCAN_LC < SCAN_LC ? t.nrows[s] - c * SCAN_LC : SCAN_LC;
     float *slot = seg_ssm(t, s) + (size_t)cc * N;
     const float *h0 = nch > 1 ? hs + (size_t)(chunk_base(t, s) + c) * N * di + cc : nullptr;
+    /* A channel's slot state is d_state consecutive floats: whole 16-byte pieces when it can (one
+       float4 per 4 elements instead of 4 scalar accesses, whose 64-byte stride across the warp made
+       them most of the cost of a batch of single-row sequences) */
+    const bool vec = N == MAXN && ((uintptr_t)slot & 15) == 0;
     float A[MAXN], h[MAXN];
 #pragma unroll
-    for (int k = 0; k < MAXN; k++) {
-        A[k] = k < N ? p.A[(size_t)cc * N + k] * LOG2E : 0.0f;
-        h[k] = k < N ? (h0 ? h0[(size_t)k * di] : slot[k]) : 0.0f;
+    for (int k = 0; k < MAXN; k++) A[k] = k < N ? p.A[(size_t)cc * N + k] * LOG2E : 0.0f;
+    if (h0) {
+#pragma unroll
+        for (int k = 0; k < MAXN; k++) h[k] = k < N ? h0[(size_t)k * di] : 0.0f;
+    } else if (vec) {
+#pragma unroll
+        for (int k = 0; k < MAXN; k += 4) {
+            const float4 v = *reinterpret_cast<const float4 *>(slot + k);
+            h[k] = v.x;
+            h[k + 1] = v.y;
+            h[k + 2] = v.z;
+            h[k + 3] = v.w;
+        }
+    } else {
+#pragma unroll
+        for (int k = 0; k < MAXN; k++) h[k] = k < N ? slot[k] : 0.0f;
     }
     const float Dc = p.D[cc];
     stage_bc<true>(sBC, bc, r0, m, N);
@@ -145,10 +162,17 @@ __global__ void __launch_bounds__(SCAN_TPB) k_scan_out(cu_segtab t, cu_ssm_param
         }
         if (ch < di) p.y[r * di + ch] = (y0 + y1 + Dc * u) * silu_f(zv);
     }
-    if (ch < di && c == nch - 1)
+    if (ch < di && c == nch - 1) {
+        if (vec) {
 #pragma unroll
-        for (int k = 0; k < MAXN; k++)
-            if (k < N) slot[k] = h[k];
+            for (int k = 0; k < MAXN; k += 4)
+                *reinterpret_cast<float4 *>(slot + k) = make_float4(h[k], h[k + 1], h[k + 2], h[k + 3]);
+        } else {
+#pragma unroll
+            for (int k = 0; k < MAXN; k++)
+                if (k < N) slot[k] = h[k];
+        }
+    }
 }
 
 template <int MAXN>

@@ -162,7 +162,7 @@ static void enqueue_layer(bench *b, int li, int which) {
     if (which < 0 || which == K_XPROJ) CU(cuk_gemv(b->st, l->x_proj, NULL, b->u, n, b->xdbl, 0, b->sm));
     if (which < 0 || which == K_SSM || which == K_SSM_FUSED) {
         /* as cuda_ops.c's cu_ssm: one sequence (or K_SSM_FUSED) -> the fused step kernel; several -> the
-           norms, the dt_proj product for all rows, the time-chunked scan (one chunk per sequence) */
+           norms, the dt_proj product for all rows, the scan */
         cu_ssm_params p = {b->xdbl, b->u, b->xz + s.di, (size_t)2 * s.di, b->y, l->dt_proj, l->dt_b, l->A, l->D,
                            s.di, s.N, s.R, 1, 1e-6f};
         if (n == 1 || which == K_SSM_FUSED) {
@@ -170,7 +170,7 @@ static void enqueue_layer(bench *b, int li, int which) {
         } else {
             CU(cuk_ssm_norm(b->st, b->xdbl, n, s.R, s.N, 1, 1e-6f, b->dtn, b->bc));
             CU(cuk_gemv(b->st, l->dt_proj, l->dt_b, b->dtn, n, b->delta, 0, b->sm));
-            CU(cuk_scan_chunked(b->st, &t, &p, b->delta, b->bc, NULL)); /* single rows: no scratch */
+            CU(cuk_ssm_scan(b->st, &t, &p, b->delta, b->bc));
         }
     }
     if (which < 0 || which == K_OUT) CU(cuk_gemv(b->st, l->out_proj, NULL, b->y, n, b->x, 1, b->sm));

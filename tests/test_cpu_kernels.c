@@ -231,6 +231,30 @@ static void test_quant_formats(void **state) {
     for (int i = 0; i < 32; i++) assert_float_equal(y[i], 0.0f, 0);
 }
 
+/* Every table's quantize_row of x equals quant.h's reference, byte for byte, both types. */
+static void check_quantize_row(const float *x, size_t cols) {
+    const size_t nb = cols / 32;
+    fm_block_q8_0 *r8 = malloc(nb * sizeof *r8), *g8 = malloc(nb * sizeof *g8);
+    fm_block_q4_0 *r4 = malloc(nb * sizeof *r4), *g4 = malloc(nb * sizeof *g4);
+    assert_non_null(r8);
+    assert_non_null(g8);
+    assert_non_null(r4);
+    assert_non_null(g4);
+    fm_quantize_row_q8_0(x, r8, cols);
+    fm_quantize_row_q4_0(x, r4, cols);
+    for (size_t ti = 0; ti < g_n_tables; ti++) {
+        if (!g_tables[ti]->quantize_row) continue;
+        g_tables[ti]->quantize_row(FM_DTYPE_Q8_0, x, g8, cols);
+        g_tables[ti]->quantize_row(FM_DTYPE_Q4_0, x, g4, cols);
+        assert_memory_equal(g8, r8, nb * sizeof *r8);
+        assert_memory_equal(g4, r4, nb * sizeof *r4);
+    }
+    free(r8);
+    free(g8);
+    free(r4);
+    free(g4);
+}
+
 /* Weight quantization at load is bit-identical to quant.h in every table. */
 static void test_quantize_row(void **state) {
     (void)state;
@@ -241,17 +265,7 @@ static void test_quantize_row(void **state) {
     x[100] = 2.0f, x[101] = -2.0f, x[102] = 2.0f;             /* ties for the largest magnitude */
     x[140] = -3.0f, x[150] = 3.0f;
     for (size_t i = 192; i < 224; i++) x[i] = (float)(int)(i % 17) - 8.0f; /* exact halves after scaling */
-    fm_block_q8_0 r8[24], g8[24];
-    fm_block_q4_0 r4[24], g4[24];
-    fm_quantize_row_q8_0(x, r8, cols);
-    fm_quantize_row_q4_0(x, r4, cols);
-    for (size_t ti = 0; ti < g_n_tables; ti++) {
-        if (!g_tables[ti]->quantize_row) continue;
-        g_tables[ti]->quantize_row(FM_DTYPE_Q8_0, x, g8, cols);
-        g_tables[ti]->quantize_row(FM_DTYPE_Q4_0, x, g4, cols);
-        assert_memory_equal(g8, r8, sizeof r8);
-        assert_memory_equal(g4, r4, sizeof r4);
-    }
+    check_quantize_row(x, cols);
     free(x);
 }
 
@@ -261,8 +275,6 @@ static void test_quantize_row_ranges(void **state) {
     (void)state;
     const size_t nb = 57, cols = 32 * nb;
     float *x = malloc(cols * sizeof *x);
-    fm_block_q8_0 *r8 = malloc(nb * sizeof *r8), *g8 = malloc(nb * sizeof *g8);
-    fm_block_q4_0 *r4 = malloc(nb * sizeof *r4), *g4 = malloc(nb * sizeof *g4);
     for (size_t b = 0; b < nb; b++) {
         const float mag = powf(10.0f, -9.0f + 13.8f * (float)((b * 37) % nb) / (float)(nb - 1));
         for (size_t i = 0; i < 32; i++) x[b * 32 + i] = frand() * mag;
@@ -270,20 +282,8 @@ static void test_quantize_row_ranges(void **state) {
     for (size_t i = 0; i < 32; i++) x[20 * 32 + i] = 0.0f;           /* all-zero block in a group */
     x[50 * 32 + 3] = 5.0f, x[50 * 32 + 30] = -5.0f;                   /* a tie in the tail */
     x[33 * 32 + 7] = -7.0f, x[33 * 32 + 9] = 7.0f;                    /* a tie in a group */
-    fm_quantize_row_q8_0(x, r8, cols);
-    fm_quantize_row_q4_0(x, r4, cols);
-    for (size_t ti = 0; ti < g_n_tables; ti++) {
-        if (!g_tables[ti]->quantize_row) continue;
-        g_tables[ti]->quantize_row(FM_DTYPE_Q8_0, x, g8, cols);
-        g_tables[ti]->quantize_row(FM_DTYPE_Q4_0, x, g4, cols);
-        assert_memory_equal(g8, r8, nb * sizeof *r8);
-        assert_memory_equal(g4, r4, nb * sizeof *r4);
-    }
+    check_quantize_row(x, cols);
     free(x);
-    free(r8);
-    free(g8);
-    free(r4);
-    free(g4);
 }
 
 /* The load-time widening, where a table has one, equals cpu_weight_slice_f32 bit for bit. */

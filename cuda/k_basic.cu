@@ -86,10 +86,10 @@ extern "C" cudaError_t cuk_add_bias(cudaStream_t s, float *y, const float *b, in
 /* y[b][i] (+)= h[b][i] + h[n + b][i] for b < n, i < rows (h: [2n][rows], y's rows ldy apart): the two
    halves of a stacked hi + lo product summed in fp32. */
 __global__ void k_add_halves(float *y, size_t ldy, const float *h, int n, int rows, int accumulate) {
-    const size_t total = (size_t)n * rows, half = total;
+    const size_t total = (size_t)n * rows; /* also where the second half starts */
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
         const size_t b = i / (size_t)rows, r = i % (size_t)rows;
-        const float v = h[i] + h[half + i];
+        const float v = h[i] + h[total + i];
         float *d = y + b * ldy + r;
         *d = accumulate ? *d + v : v;
     }

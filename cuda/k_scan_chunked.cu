@@ -1,5 +1,5 @@
-/* k_scan_chunked.cu - the prefill selective scan, parallel over time chunks (k_ssm.cu's k_ssm_scan is
- * sequential over a segment's rows).
+/* k_scan_chunked.cu - the selective scan of prefill and decode batches, parallel over time chunks
+ * (k_ssm.cu's k_ssm_scan is sequential over a segment's rows).
  *
  * One thread per channel holds all d_state elements of its state in registers, so each row costs one
  * softplus, one silu and no shuffles; the parallelism a single long prompt lacks (d_inner threads)

@@ -238,27 +238,33 @@ static double kernel_bytes(const bench *b, int which) {
 }
 
 
+/* max |a - b| / max |a| over n device floats (a: the reference); the work on them must be done. */
+static double max_rel_diff(const float *a_dev, const float *b_dev, size_t n) {
+    float *a = (float *)malloc(n * 4), *b = (float *)malloc(n * 4);
+    CU(cudaMemcpy(a, a_dev, n * 4, cudaMemcpyDeviceToHost));
+    CU(cudaMemcpy(b, b_dev, n * 4, cudaMemcpyDeviceToHost));
+    double md = 0, mr = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (!(d <= md)) md = d; /* NaN propagates */
+        mr = fabs((double)a[i]) > mr ? fabs((double)a[i]) : mr;
+    }
+    free(a);
+    free(b);
+    return mr > 0 ? md / mr : md;
+}
+
 /* The current GEMV of W on x (b.batch rows) against the reference kernel: max |diff| / max |ref|. */
 static double check_gemv(bench *b, const cu_wview &W, const float *x) {
     const size_t n = (size_t)b->batch * W.rows;
     float *y1 = (float *)dalloc(n * 4), *y2 = (float *)dalloc(n * 4);
     CU(cuk_gemv(b->st, W, NULL, x, b->batch, y1, 0, b->sm));
     CU(cuk_gemv_reference(b->st, W, NULL, x, b->batch, y2, 0));
-    float *h1 = (float *)malloc(n * 4), *h2 = (float *)malloc(n * 4);
-    CU(cudaMemcpyAsync(h1, y1, n * 4, cudaMemcpyDeviceToHost, b->st));
-    CU(cudaMemcpyAsync(h2, y2, n * 4, cudaMemcpyDeviceToHost, b->st));
     CU(cudaStreamSynchronize(b->st));
-    double md = 0, mr = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)h1[i] - h2[i]), r = fabs((double)h2[i]);
-        if (!(d <= md)) md = d; /* NaN propagates */
-        if (r > mr) mr = r;
-    }
-    free(h1);
-    free(h2);
+    const double e = max_rel_diff(y2, y1, n);
     CU(cudaFree(y1));
     CU(cudaFree(y2));
-    return mr > 0 ? md / mr : md;
+    return e;
 }
 
 static int parse_dtype(const char *s) {
@@ -381,20 +387,6 @@ static float *host_to_dev(const float *h, size_t n) {
     return d;
 }
 
-static double max_rel_diff(const float *a_dev, const float *b_dev, size_t n) {
-    float *a = (float *)malloc(n * 4), *b = (float *)malloc(n * 4);
-    CU(cudaMemcpy(a, a_dev, n * 4, cudaMemcpyDeviceToHost));
-    CU(cudaMemcpy(b, b_dev, n * 4, cudaMemcpyDeviceToHost));
-    double md = 0, mr = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]);
-        md = d > md || d != d ? d : md;
-        mr = fabs((double)a[i]) > mr ? fabs((double)a[i]) : mr;
-    }
-    free(a);
-    free(b);
-    return mr > 0 ? md / mr : md;
-}
 
 /* segs segments of rows each, one layer of the shape: us per call of each scan and their agreement
    (outputs and final states, relative to the sequential scan's max). */

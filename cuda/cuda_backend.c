@@ -162,6 +162,14 @@ static const char *env_str(const char *name) {
 
 static void cu_destroy(cu_backend *be) {
     cudaSetDevice(be->device);
+    if (be->layer_prof_steps) {
+        static const char *names[CU_LAYERS_PHASES] = {"norm", "in_proj+conv", "wait", "x_proj", "wait",
+                                                       "ssm", "wait", "out_proj", "wait"};
+        const double per = 1e-3 / (double)be->layer_prof_steps / (double)be->layer_prof_nl;
+        fprintf(stderr, "FM_CUDA_LAYERS_PROFILE: %zu steps, us per layer (block 0):", be->layer_prof_steps);
+        for (int i = 0; i < CU_LAYERS_PHASES; i++) fprintf(stderr, " %s %.2f", names[i], be->layer_prof[i] * per);
+        fprintf(stderr, "\n");
+    }
     if (be->stream) cudaStreamSynchronize(be->stream);
     cu_graphs_destroy(be);
     cu_staging_release(be);
@@ -171,6 +179,10 @@ static void cu_destroy(cu_backend *be) {
     cu_free(be, be->step_bases_dev);
     cu_free(be, be->mm_scratch);
     cu_free(be, be->ssm_scratch);
+    cu_free(be, be->layer_tab);
+    cu_free(be, be->layer_bar);
+    cu_free(be, be->layer_prof_dev);
+    free(be->layer_tab_host);
     if (be->blas) cublasDestroy(be->blas);
     cu_free(be, be->blas_ws);
     for (size_t i = 0; i < be->n_allocs; i++) cudaFree(be->allocs[i].p); /* anything the core leaked */
@@ -204,6 +216,11 @@ static int cu_init(const fm_backend_host *host, const fm_backend_config *cfg, vo
     be->stack_on = !(sk && strcmp(sk, "0") == 0);
     const char *sc = env_str("FM_CUDA_SCAN");
     be->scan_chunked = sc ? (atoi(sc) == 2 ? 2 : strcmp(sc, "0") != 0) : 1;
+    const char *la = env_str("FM_CUDA_LAYERS");
+    /* off by default: slower than the per-op path so far (docs/PERFORMANCE.md) */
+    be->layers_on = !la ? 0 : strcmp(la, "2") == 0 ? 2 : strcmp(la, "0") != 0;
+    const char *lp = env_str("FM_CUDA_LAYERS_PROFILE");
+    be->layer_profile = lp && strcmp(lp, "0") != 0;
 
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
@@ -373,6 +390,7 @@ static const fm_backend_ops k_cuda_ops = {
     .step_begin = cu_step_begin,
     .step_end = cu_step_end,
     .mem_info = cu_mem_info,
+    .decode_layers = cu_decode_layers,
 };
 
 /* The module's one entry point (dlsym'ed by src/backend_registry.c). */

@@ -51,6 +51,19 @@ typedef struct cu_backend {
     int scan_chunked;     /* FM_CUDA_SCAN: 0 = every scan sequential (k_ssm_scan), 1 = chunked for long
                              segments (default), 2 = chunked for all */
 
+    /* the layers kernel (cuda_layers.c): FM_CUDA_LAYERS=0 turns it off; its device weight table,
+       the host copy it was made from, and its grid barrier's counter */
+    int layers_on;
+    cu_layer *layer_tab, *layer_tab_host;
+    size_t layer_tab_n;
+    unsigned *layer_bar;
+    /* FM_CUDA_LAYERS_PROFILE=1 (with FM_CUDA_GRAPHS=0): phase times of block 0, summed over the steps
+       and printed to stderr when the context closes */
+    int layer_profile;
+    unsigned long long *layer_prof_dev, layer_prof[CU_LAYERS_PHASES];
+    size_t layer_prof_steps;
+    int layer_prof_nl;
+
     /* memory accounting */
     cu_alloc *allocs;
     size_t n_allocs, cap_allocs;
@@ -108,6 +121,9 @@ int cu_conv1d(void *be, const fm_conv_args *a);
 int cu_ssm(void *be, const fm_ssm_args *a);
 /* Scratch the ops need for n rows of m's shapes (called before a capture). */
 int cu_reserve_rows(cu_backend *be, size_t rows, size_t max_cols);
+
+/* All layers of a one-sequence decode step in one kernel (cuda_layers.c). */
+int cu_decode_layers(void *be, const fm_layers_args *a, int *done);
 
 /* Weights (cuda_weights.c). */
 int cu_weight_create(void *be, const fm_weight_desc *d, fm_weight **out);

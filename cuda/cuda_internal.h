@@ -114,6 +114,32 @@ cudaError_t cuk_ssm_scan(cudaStream_t s, const cu_segtab *t, const cu_ssm_params
 cudaError_t cuk_scan_chunked(cudaStream_t s, const cu_segtab *t, const cu_ssm_params *p, const float *delta,
                              const float *bc, float *scratch);
 
+/* Every layer of a one-sequence decode step in one persistent kernel (k_layers.cu): per layer the
+   rmsnorm, in_proj, conv step, x_proj, SSM step and out_proj + residual, separated by grid-wide
+   barriers instead of kernel boundaries. One layer's weights as the kernel reads them: */
+typedef struct cu_layer {
+    cu_wview in_proj, x_proj, out_proj, dt_proj;
+    const float *norm, *in_b, *conv_w, *conv_b, *dt_b, *A, *D, *out_b; /* biases may be NULL */
+} cu_layer;
+typedef struct cu_layers_params {
+    const cu_layer *layers; /* device array of n_layer */
+    int32_t n_layer, d, di, N, R, K, norm_dt_b_c;
+    float eps, mixer_eps;
+    float *x;                    /* [d] the residual stream, updated in place */
+    float *xz, *u, *xdbl, *y;    /* scratch: [2 di], [di], [R + 2N], [di] */
+    float *state;                /* the sequence's state slot (eager) ... */
+    float *const *bases;         /* ... or, in a captured graph, bases[0] */
+    unsigned *bar;               /* the grid barrier's counter */
+    unsigned long long *prof;    /* NULL, or CU_LAYERS_PHASES phase times (ns, block 0), added to */
+} cu_layers_params;
+/* Per layer: norm, in_proj + conv, wait, x_proj, wait, SSM, wait, out_proj, wait. */
+#define CU_LAYERS_PHASES 9
+/* Whether the kernel takes these shapes and weight types (then cuk_layers launches it). */
+int cuk_layers_ok(const cu_layers_params *p, int wt);
+/* Zeroes *bar and launches the kernel for weight type wt (that of every in/x/out_proj) on the
+   device's SMs (cooperative launch, all blocks resident). */
+cudaError_t cuk_layers(cudaStream_t s, const cu_layers_params *p, int wt, int sm_count);
+
 #ifdef __cplusplus
 }
 #endif

@@ -121,6 +121,26 @@ typedef struct fm_ssm_args {
     float norm_eps;
 } fm_ssm_args;
 
+/* One layer's weights as fm_model holds them (biases NULL where the model has none). */
+typedef struct fm_layer_weights {
+    const fm_weight *norm, *in_proj, *in_proj_b, *conv_w, *conv_b, *x_proj, *dt_proj, *dt_b, *A, *D, *out_proj,
+        *out_proj_b;
+} fm_layer_weights;
+
+/* Every layer of a decode step (n_seqs sequences of one row each) as one call: the same result as
+   fm_model_forward's per-layer ops (rmsnorm, in_proj, conv1d, x_proj, ssm, out_proj + residual) on
+   the same workspace buffers. */
+typedef struct fm_layers_args {
+    const fm_layer_weights *layers; /* n_layer entries */
+    int32_t n_layer, d_model, d_inner, d_state, dt_rank, d_conv;
+    int32_t norm_dt_b_c;              /* as fm_ssm_args */
+    float norm_eps, mixer_eps;        /* the layer norms', the dt/B/C norms' */
+    size_t n_seqs;
+    float *const *states;             /* each sequence's slot: all layers' conv states, then their ssm states */
+    float *x;                         /* [n_seqs][d_model]: the embeddings in, the residual stream out */
+    float *xz, *u, *xdbl, *y;         /* workspace the ops would use, free to overwrite */
+} fm_layers_args;
+
 /* One decode step as step_begin sees it: n_seqs sequences of one row each. */
 typedef struct fm_step_desc {
     size_t n_seqs;
@@ -204,6 +224,9 @@ typedef struct fm_backend_ops {
     /* Device memory: bytes this backend instance holds now and at most so far, and the device's
        free and total bytes (any pointer may be NULL). */
     int (*mem_info)(void *be, size_t *used, size_t *peak, size_t *dev_free, size_t *dev_total);
+    /* All layers of a decode step at once (fm_layers_args). *done = 0 with FM_BE_OK when the backend
+       does not take this step (shape, batch size, weight types): the core then issues the ops. */
+    int (*decode_layers)(void *be, const fm_layers_args *a, int *done);
 } fm_backend_ops;
 
 /* Whether ops (of the backend's own struct_size) provides the optional entry `field`. */

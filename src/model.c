@@ -270,6 +270,26 @@ fm_status fm_workspace_reserve(const fm_model *m, fm_workspace *ws, size_t rows)
         }                                                                                                             \
     } while (0)
 
+/* A decode step's layers through the backend's decode_layers; *done = 0 when it declined. */
+static int decode_layers(const fm_model *m, fm_workspace *ws, size_t n_seqs, float *const *states, int *done) {
+    const fm_config *c = &m->cfg;
+    fm_layer_weights *lw = malloc((size_t)c->n_layer * sizeof *lw);
+    if (!lw) return fm_error(FM_ERR_OUT_OF_MEMORY, "out of memory");
+    for (int l = 0; l < c->n_layer; l++) {
+        const fm_layer *ly = &m->layers[l];
+        fm_layer_weights w = {ly->norm, ly->in_proj, ly->in_proj_b, ly->conv_w, ly->conv_b, ly->x_proj,
+                              ly->dt_proj, ly->dt_b, ly->A, ly->D, ly->out_proj, ly->out_proj_b};
+        lw[l] = w;
+    }
+    fm_layers_args a = {lw,         c->n_layer, c->d_model, c->d_inner, c->d_state,
+                        c->dt_rank, c->d_conv,  c->arch == FM_ARCH_FALCON_MAMBA, c->norm_eps,
+                        c->mixer_eps, n_seqs,   states,     ws->x,      ws->xz,
+                        ws->u,      ws->xdbl,   ws->y};
+    int st = m->ops->decode_layers(m->be, &a, done);
+    free(lw);
+    return st;
+}
+
 fm_status fm_model_forward(const fm_model *m, fm_workspace *ws, const int32_t *tokens, size_t n_rows,
                            const fm_seq *seqs, size_t n_seqs, int all_logits, const float **logits) {
     const fm_config *c = &m->cfg;
@@ -307,7 +327,9 @@ fm_status fm_model_forward(const fm_model *m, fm_workspace *ws, const int32_t *t
     }
 
     TRY(o->embed(be, m->embed, tokens, n_rows, ws->x));
-    for (int l = 0; l < c->n_layer; l++) {
+    int layers_done = 0;
+    if (decode_step && FM_BACKEND_HAS(o, decode_layers)) TRY(decode_layers(m, ws, n_seqs, states, &layers_done));
+    for (int l = 0; l < c->n_layer && !layers_done; l++) {
         const fm_layer *ly = &m->layers[l];
         size_t row = 0;
         for (size_t i = 0; i < n_seqs; i++) {

@@ -5,7 +5,7 @@
  * step-by-step on the GPU itself, fm_decode_batch vs the reference and vs a lone fork, the greedy
  * continuation (f32 cases), a state saved on CUDA continued on CPU and one saved on CPU continued on
  * CUDA; quantized weights (Q8_0, Q4_0) against the CPU backend running the dequantized weights in
- * fp32 (QUANT_*_TOL); two
+ * fp32 (QUANT_*_TOL); the one-launch layers kernel against the per-op path; two
  * contexts used from two threads at once; errors. Tolerances: max |err| <= tol * max |logit| with
  * tol 1e-4 for f32 weights, 2e-3 for f16/bf16 and quantized ones.
  * Exits 77 (ctest: skipped) when no CUDA device or module is usable.
@@ -480,18 +480,80 @@ static void test_gemv_kernels(void **state) {
     fm_test_free_case(&ref);
 }
 
+/* The layers kernel (k_layers.cu, all layers of a one-sequence decode step in one launch) against the
+   per-op path: the same prompt token by token (eager, captured, replayed steps) with FM_CUDA_LAYERS=2
+   (the kernel must take every step, or the feed fails) and =0. Both accumulate in fp32 over the same
+   weights, in a different order: LAYERS_TOL. */
+#define LAYERS_TOL 2e-5
+static void test_layers_kernel(void **state) {
+    (void)state;
+    static const struct {
+        const char *name;
+        fm_weight_type wt;
+        const char *wname;
+    } runs[] = {{"falcon_f32_untied", FM_WEIGHTS_AUTO, "f32"},  {"falcon_f32_untied", FM_WEIGHTS_BF16, "bf16"},
+                {"falcon_f32_untied", FM_WEIGHTS_Q8_0, "q8_0"}, {"falcon_f32_untied", FM_WEIGHTS_Q4_0, "q4_0"},
+                {"mamba_f32_tied", FM_WEIGHTS_AUTO, "f32"},     {"falcon_f32_tied_odd", FM_WEIGHTS_BF16, "bf16"},
+                {"falcon_f16_tied", FM_WEIGHTS_AUTO, "f16"}};
+    for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
+        fm_ref_case ref;
+        if (fm_test_load_case(runs[r].name, &ref) != 0) fail_msg("cannot load fixture %s", runs[r].name);
+        const fm_ref_prompt *rp = &ref.prompts[0]; /* the longest: eager, captured and replayed steps */
+        for (size_t i = 1; i < ref.n_prompts; i++)
+            if (ref.prompts[i].n > rp->n) rp = &ref.prompts[i];
+        const size_t V = (size_t)ref.n_vocab;
+        float *got[2];
+        for (int on = 0; on < 2; on++) {
+            setenv("FM_CUDA_LAYERS", on ? "2" : "0", 1);
+            fm_context *g = open_ctx(ref.dir, FM_BACKEND_CUDA, runs[r].wt);
+            fm_session *s = open_session(g, 0);
+            got[on] = malloc(rp->n * V * sizeof(float));
+            for (size_t t = 0; t < rp->n; t++) {
+                OK(fm_session_feed(s, &rp->tokens[t], 1, NULL));
+                memcpy(got[on] + t * V, fm_session_logits(s), V * sizeof(float));
+            }
+            fm_session_close(s);
+            fm_context_close(g);
+        }
+        unsetenv("FM_CUDA_LAYERS");
+        double worst = 0;
+        for (size_t t = 0; t < rp->n; t++) {
+            double e = rel_err(got[1] + t * V, got[0] + t * V, V);
+            if (e > worst) worst = e;
+            if (!(e <= LAYERS_TOL))
+                fail_msg("%s %s: step %zu: layers kernel vs per-op path: relative error %.3g > %.1e", runs[r].name,
+                         runs[r].wname, t, e, LAYERS_TOL);
+        }
+        print_message("layers kernel: %s %s: %zu steps, worst relative difference from the per-op path %.3g\n",
+                      runs[r].name, runs[r].wname, rp->n, worst);
+        free(got[0]);
+        free(got[1]);
+        fm_test_free_case(&ref);
+    }
+}
+
 /* Two contexts, each driven by its own thread at the same time. */
 typedef struct worker {
     const char *name;
     int failures;
     double worst;
+    char first[300]; /* what went wrong first */
 } worker;
+
+static void worker_fail(worker *w, const char *fmt, ...) {
+    if (w->failures++ == 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(w->first, sizeof w->first, fmt, ap);
+        va_end(ap);
+    }
+}
 
 static void *work(void *arg) {
     worker *w = arg;
     fm_ref_case ref;
     if (fm_test_load_case(w->name, &ref) != 0) {
-        w->failures = 1;
+        worker_fail(w, "cannot load the fixture");
         return NULL;
     }
     fm_context_params p;
@@ -499,7 +561,7 @@ static void *work(void *arg) {
     p.backend = FM_BACKEND_CUDA;
     fm_context *ctx = NULL;
     if (fm_context_open(ref.dir, &p, &ctx) != FM_OK) {
-        w->failures = 1;
+        worker_fail(w, "context open: %s", fm_last_error());
         fm_test_free_case(&ref);
         return NULL;
     }
@@ -509,17 +571,17 @@ static void *work(void *arg) {
         for (size_t i = 0; i < ref.n_prompts; i++) {
             fm_session *s = NULL;
             if (fm_session_open(ctx, NULL, &s) != FM_OK) {
-                w->failures++;
+                worker_fail(w, "session open: %s", fm_last_error());
                 continue;
             }
             for (size_t t = 0; t < ref.prompts[i].n; t++) {
                 if (fm_session_feed(s, &ref.prompts[i].tokens[t], 1, NULL) != FM_OK) {
-                    w->failures++;
+                    worker_fail(w, "rep %d prompt %zu step %zu: %s", rep, i, t, fm_last_error());
                     break;
                 }
                 double r = rel_err(fm_session_logits(s), ref.prompts[i].logits + t * V, V);
                 if (r > w->worst) w->worst = r;
-                if (!(r <= tol)) w->failures++;
+                if (!(r <= tol)) worker_fail(w, "rep %d prompt %zu step %zu: relative error %.3g", rep, i, t, r);
             }
             fm_session_close(s);
         }
@@ -530,13 +592,13 @@ static void *work(void *arg) {
 
 static void test_two_contexts_two_threads(void **state) {
     (void)state;
-    worker w[2] = {{"falcon_f32_untied", 0, 0}, {"falcon_bf16_expand", 0, 0}};
+    worker w[2] = {{"falcon_f32_untied", 0, 0, ""}, {"falcon_bf16_expand", 0, 0, ""}};
     pthread_t th[2];
     for (int i = 0; i < 2; i++) assert_int_equal(pthread_create(&th[i], NULL, work, &w[i]), 0);
     for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
     for (int i = 0; i < 2; i++) {
-        print_message("thread %d (%s): worst relative error %.3g, %d failures\n", i, w[i].name, w[i].worst,
-                      w[i].failures);
+        print_message("thread %d (%s): worst relative error %.3g, %d failures%s%s\n", i, w[i].name, w[i].worst,
+                      w[i].failures, w[i].failures ? "; first: " : "", w[i].first);
         assert_int_equal(w[i].failures, 0);
     }
 }
@@ -581,7 +643,7 @@ int main(void) {
         fprintf(stderr, "no reference cases found under %s\n", fm_test_fixtures_dir());
         return 1;
     }
-    struct CMUnitTest tests[MAX_CASES + 3];
+    struct CMUnitTest tests[MAX_CASES + 4];
     for (size_t i = 0; i < n; i++) {
         ptrs[i] = names[i];
         tests[i] = (struct CMUnitTest){names[i], run_case, NULL, NULL, (void *)ptrs[i]};
@@ -589,5 +651,6 @@ int main(void) {
     tests[n] = (struct CMUnitTest){"two_contexts_two_threads", test_two_contexts_two_threads, NULL, NULL, NULL};
     tests[n + 1] = (struct CMUnitTest){"errors", test_errors, NULL, NULL, NULL};
     tests[n + 2] = (struct CMUnitTest){"gemv_kernels", test_gemv_kernels, NULL, NULL, NULL};
-    return _cmocka_run_group_tests("cuda", tests, n + 3, NULL, NULL);
+    tests[n + 3] = (struct CMUnitTest){"layers_kernel", test_layers_kernel, NULL, NULL, NULL};
+    return _cmocka_run_group_tests("cuda", tests, n + 4, NULL, NULL);
 }

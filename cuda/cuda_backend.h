@@ -51,8 +51,8 @@ typedef struct cu_backend {
     int scan_chunked;     /* FM_CUDA_SCAN: 0 = every scan sequential (k_ssm_scan), 1 = chunked for long
                              segments (default), 2 = chunked for all */
 
-    /* the layers kernel (cuda_layers.c): FM_CUDA_LAYERS=0 turns it off; its device weight table,
-       the host copy it was made from, and its grid barrier's counter */
+    /* the layers kernel (cuda_layers.c): on with FM_CUDA_LAYERS=1 (2: declining is an error); its
+       device weight table, the host copy it was made from, and its grid barrier's counter */
     int layers_on;
     cu_layer *layer_tab, *layer_tab_host;
     size_t layer_tab_n;

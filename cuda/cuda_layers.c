@@ -2,8 +2,9 @@
    kernel (k_layers.cu) instead of six launches per layer. Taken when the step has one sequence, every
    in/x/out projection has one storage type and cuk_layers_ok accepts the shapes; otherwise declined
    (the core issues the ops). Off unless FM_CUDA_LAYERS=1 (it is still slower than the per-op path on
-   the H200, docs/PERFORMANCE.md); =2 also makes declining an error (tests). The per-layer weight table lives on the
-   device and is rebuilt (outside graph captures) whenever the weights it would hold differ. */
+   the H200, docs/PERFORMANCE.md); =2 also makes declining an error (tests). The per-layer weight
+   table lives on the device and is rebuilt (outside graph captures) whenever the weights it would
+   hold differ. */
 #include <stdlib.h>
 #include <string.h>
 

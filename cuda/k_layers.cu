@@ -3,7 +3,8 @@
  * At batch 1 a layer is six small dependent launches (rmsnorm, in_proj, conv, x_proj, SSM step,
  * out_proj); each boundary costs a drain, a launch and a ramp, several microseconds, which is why the
  * per-op step reached only ~56% of the read bandwidth (docs/PERFORMANCE.md). Here one cooperative
- * launch of two 256-thread blocks per SM runs all layers, with four grid-wide barriers per layer:
+ * launch of one 256-thread block per SM (LK_MINB) runs all layers, with four grid-wide barriers per
+ * layer (status: correct, but still slower than the per-op path, so opt-in; see PERFORMANCE.md):
  *   P1  each block normalises x into shared memory itself (no barrier), then in_proj; its epilogue
  *       does the conv step of the x half (state shift, bias, silu) and stores the z half;   barrier
  *   P2  x_proj on u;                                                                          barrier
@@ -13,7 +14,7 @@
  * Every GEMV phase streams its weights with 128-bit loads, software-pipelined across a warp's rows
  * (the next batch in flight while one is multiplied), and the first batch of the next phase is issued
  * before each barrier, so the wait overlaps DRAM latency (what programmatic dependent launch does for
- * separate kernels). Rows go to blocks in units of 8 / KS rows (each row's columns split KS ways over
+ * separate kernels). Rows go to blocks in units of (8 / KS) x RPW rows (each row's columns split KS ways over
  * the block's warps, reduced in shared memory in a fixed order: deterministic). Activations written
  * inside the kernel are read with L2-only loads (__ldcg): an SM's L1 may hold the previous layer's.
  * Conv and SSM states are read and written only by the thread that owns the channel.
@@ -297,16 +298,20 @@ template <int E> __device__ __forceinline__ int xs_at(int i, int ngran) {
 /* Stage n floats (n % 4 == 0) written earlier in this launch into shared memory as xs_at places them,
    times scale * w[i] when w (the rmsnorm's last step): L2 loads, 8 float4s per thread in flight. */
 #define LK_STAGE_Q 8
+/* This thread's float4s q0, q0 + LK_THREADS, ... of src (zeros past nq), all loads in flight at once. */
+__device__ __forceinline__ void load_quads(const float *src, int nq, int q0, float4 (&v)[LK_STAGE_Q]) {
+#pragma unroll
+    for (int k = 0; k < LK_STAGE_Q; k++) {
+        const int q = q0 + k * LK_THREADS;
+        v[k] = q < nq ? __ldcg(reinterpret_cast<const float4 *>(src) + q) : make_float4(0, 0, 0, 0);
+    }
+}
 template <int E>
 __device__ __forceinline__ void stage(float *xs, const float *src, int n, float scale = 1.0f, const float *w = nullptr) {
     const int nq = n / 4, ngran = n / E;
     for (int q0 = threadIdx.x; q0 < nq; q0 += LK_THREADS * LK_STAGE_Q) {
         float4 v[LK_STAGE_Q];
-#pragma unroll
-        for (int k = 0; k < LK_STAGE_Q; k++) {
-            const int q = q0 + k * LK_THREADS;
-            v[k] = q < nq ? __ldcg(reinterpret_cast<const float4 *>(src) + q) : make_float4(0, 0, 0, 0);
-        }
+        load_quads(src, nq, q0, v);
 #pragma unroll
         for (int k = 0; k < LK_STAGE_Q; k++) {
             const int q = q0 + k * LK_THREADS;
@@ -330,11 +335,7 @@ __device__ __forceinline__ double sum_squares(const float *src, int n, double *r
     double ss = 0;
     for (int q0 = threadIdx.x; q0 < nq; q0 += LK_THREADS * LK_STAGE_Q) {
         float4 v[LK_STAGE_Q];
-#pragma unroll
-        for (int k = 0; k < LK_STAGE_Q; k++) {
-            const int q = q0 + k * LK_THREADS;
-            v[k] = q < nq ? __ldcg(reinterpret_cast<const float4 *>(src) + q) : make_float4(0, 0, 0, 0);
-        }
+        load_quads(src, nq, q0, v);
 #pragma unroll
         for (int k = 0; k < LK_STAGE_Q; k++)
             ss += (double)v[k].x * v[k].x + (double)v[k].y * v[k].y + (double)v[k].z * v[k].z + (double)v[k].w * v[k].w;

@@ -82,6 +82,18 @@ void cuk_set_gemv_variant(int variant, int tc);
 int cuk_gemv_tc_ok(cu_wview W, const float *x, int n);
 cudaError_t cuk_gemv_tc(cudaStream_t s, cu_wview W, const float *b, const float *x, int n, float *y, int accumulate,
                         int sm_count);
+/* Batch 1 with Q8_0 / Q4_0 weights: the activations quantized to int8 per block of 32 as the CPU
+   backend's quantized kernels do, integer dot products (k_gemv_dp4a.cu). Process-wide, set at context
+   open: shape = FM_CUDA_QDOT (0: off, the fp32-activation kernel, as the layers kernel computes;
+   1, the default: the bulk-copy form where it applies (sm90 true for every device opened so far),
+   else the register form; 2: the register form; 3, for tests: the bulk-copy form on every matrix it
+   can take however small, on at most 3 blocks); smem_kb = FM_CUDA_QDOT_KB, the bulk-copy form's shared
+   memory per block (default 100). cuk_gemv takes it when cuk_gemv_dp4a_ok (shape not 0, cols % 32 ==
+   0, 16-byte aligned, cols <= ~43,000 for its shared memory). */
+void cuk_set_qdot(int shape, int sm90, int smem_kb, int tile_kb);
+int cuk_gemv_dp4a_ok(cu_wview W, const float *x, int n);
+cudaError_t cuk_gemv_dp4a(cudaStream_t s, cu_wview W, const float *b, const float *x, float *y, int accumulate,
+                          int sm_count);
 /* The generic one-warp-per-row kernel, any shape: the reference kernel_bench checks the others against. */
 cudaError_t cuk_gemv_reference(cudaStream_t s, cu_wview W, const float *b, const float *x, int n, float *y,
                                int accumulate);

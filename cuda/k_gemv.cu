@@ -13,29 +13,7 @@
  * into the mantissa of 2^23 and one subtraction, Q4_0 by masking a nibble into the mantissa of 2^23
  * and one exact fma (see dequant_* in k_widen.cuh), then the block's sum times its fp16 scale.
  */
-#include "k_widen.cuh"
-
-__device__ __forceinline__ float4 ld_x(const float *p) { return __ldg(reinterpret_cast<const float4 *>(p)); }
-
-template <int WT, int RPW, int U>
-__device__ __forceinline__ void load_batch(uint4 (&wv)[U][RPW], float (&sc)[U][RPW], const unsigned char *const *wrow,
-                                           const unsigned short *const *srow, int g0, int step, int ngran) {
-#pragma unroll
-    for (int u = 0; u < U; u++) {
-        const int g = g0 + u * step;
-#pragma unroll
-        for (int r = 0; r < RPW; r++) {
-            if (g < ngran) {
-                wv[u][r] = ld_stream(wrow[r] + (size_t)g * 16);
-                if constexpr (wt_traits<WT>::GPB > 0) sc[u][r] = f16_bits_to_f32(__ldg(srow[r] + g / wt_traits<WT>::GPB));
-                else sc[u][r] = 1.0f;
-            } else {
-                wv[u][r] = make_uint4(0, 0, 0, 0);
-                sc[u][r] = 0.0f;
-            }
-        }
-    }
-}
+#include "k_gemv_parts.cuh"
 
 template <int E> __device__ __forceinline__ void load_xv(const float *xp, float *xv) {
 #pragma unroll
@@ -137,39 +115,7 @@ __global__ void __launch_bounds__(256, MINB) k_gemv(cu_wview W, const float *__r
             if (gn < ngran) load_batch<WT, RPW, U>(wa, sa, wrow, srow, gn, step, ngran);
         }
     }
-#pragma unroll
-    for (int r = 0; r < RPW; r++)
-#pragma unroll
-        for (int b = 0; b < NB; b++)
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1) acc[r][b] += __shfl_xor_sync(0xffffffffu, acc[r][b], o);
-
-    __shared__ float part[8][RPW * NB];
-    if (ksplit > 1) {
-        if (lane == 0)
-#pragma unroll
-            for (int r = 0; r < RPW; r++)
-#pragma unroll
-                for (int b = 0; b < NB; b++) part[warp][r * NB + b] = acc[r][b];
-        __syncthreads();
-        if (kidx != 0) return;
-    }
-#pragma unroll
-    for (int r = 0; r < RPW; r++)
-#pragma unroll
-        for (int b = 0; b < NB; b++) {
-            if (lane != r * NB + b) continue;
-            const int64_t row = rbase + r;
-            if (row >= rows) continue;
-            float v = acc[r][b];
-            if (ksplit > 1) {
-                v = 0.0f;
-                for (int k = 0; k < ksplit; k++) v += part[rg * ksplit + k][r * NB + b];
-            }
-            if (bias) v += bias[row];
-            float *dst = y + (size_t)b * rows + row;
-            *dst = accumulate ? *dst + v : v;
-        }
+    gemv_store<RPW, NB>(acc, warp, lane, kidx, rg, ks_log2, rbase, rows, bias, y, accumulate);
 }
 
 /* Any shape and alignment: one warp per row, element loads. */
@@ -223,8 +169,7 @@ template <int WT, int NB, int V> static cudaError_t launch_cfg(cudaStream_t s, c
     const int64_t ngran = W.cols / E;
     const int64_t warps = (W.rows + RPW - 1) / RPW;
     const int64_t target = (int64_t)sm_count * 32; /* two 8-warp blocks per SM, twice over */
-    int ks_log2 = 0;
-    while (ks_log2 < 3 && warps * (1 << ks_log2) < target && ngran / (32 * (2 << ks_log2)) >= U) ks_log2++;
+    const int ks_log2 = gemv_ks_log2(warps, ngran, U, target);
     const int64_t rows_per_block = (int64_t)RPW * (8 >> ks_log2);
     const int64_t blocks = (W.rows + rows_per_block - 1) / rows_per_block;
     return cuk_launch(k_gemv<WT, NB, RPW, U, C::MINB, C::PIPE>, dim3((unsigned)blocks), dim3(256), 0, s, W, b, x, y, acc,
@@ -272,6 +217,9 @@ extern "C" cudaError_t cuk_gemv(cudaStream_t s, cu_wview W, const float *b, cons
     const int tc = n > 1 ? g_tc : g_variant == CU_GEMV_VARIANT_TC ? (g_tc == 2 ? 2 : 1) : 0;
     if (tc && (tc == 2 || W.rows >= 16 * (int64_t)sm_count) && cuk_gemv_tc_ok(W, x, n))
         return cuk_gemv_tc(s, W, b, x, n, y, accumulate, sm_count);
+    /* quantized weights at batch 1: 8-bit activations and integer dots (k_gemv_dp4a.cu) */
+    if (g_variant != CU_GEMV_VARIANT_TC && cuk_gemv_dp4a_ok(W, x, n))
+        return cuk_gemv_dp4a(s, W, b, x, y, accumulate, sm_count);
     switch (W.dtype) {
     case CU_F32: return launch_wt<CU_F32>(s, W, b, x, n, y, accumulate, sm_count);
     case CU_F16: return launch_wt<CU_F16>(s, W, b, x, n, y, accumulate, sm_count);

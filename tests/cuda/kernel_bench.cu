@@ -11,7 +11,8 @@
  *   - the whole decode step (the same launch sequence as src/model.c's forward, embedding aside),
  *     printed as ms per step, tokens/s, and the fraction of the limit (bandwidth probe, same run);
  *   - both again for each GEMV variant (cuda_internal.h: batch 1 variants 0..3 = the FMA kernel's launch
- *     shapes, 4 = the tensor-core kernel; batches > 1: "tc" and "fma"), each variant's output also
+ *     shapes, 4 = the tensor-core kernel, 5 and 6 = the 8-bit-activation kernel for Q8_0 / Q4_0,
+ *     FM_CUDA_QDOT=1 and 2: bulk-copy and register forms (k_gemv_dp4a.cu); batches > 1: "tc" and "fma"), each variant's output also
  *     checked against the generic reference kernel on the same inputs (max |diff| / max |ref|); each
  *     as the module runs by default, then with the L2 prefetch of the weight rows (FM_CUDA_PREFETCH=1;
  *     left out with --default-only).
@@ -275,6 +276,9 @@ static int parse_dtype(const char *s) {
     return -1;
 }
 
+static int g_sm90;          /* the device has the bulk-copy GEMV form (k_gemv_dp4a.cu) */
+static int g_qdot_kb = 200, g_qdot_tile_kb = 64; /* FM_CUDA_QDOT_KB, FM_CUDA_QDOT_TILE_KB as in the module */
+
 static void run(const shape &s, int dtype, const char *dname, int batch, int reps, int sm, double bw, const int *variants,
                 size_t n_variants, int with_pf) {
     bench b = {};
@@ -338,11 +342,16 @@ static void run(const shape &s, int dtype, const char *dname, int batch, int rep
         if (pf && !with_pf) break;
         cuk_set_prefetch(pf);
         if (batch > 1 && v != 0 && v != CU_GEMV_VARIANT_TC) continue; /* batches: "fma" (0) and "tc" (4) */
+        const int qdot = v > CU_GEMV_VARIANT_TC ? v - CU_GEMV_VARIANT_TC : 0; /* 5, 6: FM_CUDA_QDOT=1, 2 */
+        if (qdot && dtype != CU_Q8_0 && dtype != CU_Q4_0) continue;
         const int tc = batch > 1 ? v == CU_GEMV_VARIANT_TC : 1;
-        cuk_set_gemv_variant(batch > 1 ? 0 : v, tc);
+        cuk_set_gemv_variant(batch > 1 || qdot ? 0 : v, tc);
+        cuk_set_qdot(qdot, g_sm90, g_qdot_kb, g_qdot_tile_kb);
         char name[32];
         if (batch > 1) snprintf(name, sizeof name, "%s%s", tc ? "tc" : "fma", pf ? ", prefetch" : "");
-        else snprintf(name, sizeof name, "%d%s%s", v, v == CU_GEMV_VARIANT_TC ? " (tc)" : "", pf ? ", prefetch" : "");
+        else
+            snprintf(name, sizeof name, "%d%s%s", v, v == CU_GEMV_VARIANT_TC ? " (tc)" : qdot ? " (dp4a)" : "",
+                     pf ? ", prefetch" : "");
         printf("| %s |", name);
         const int gk[] = {K_IN, K_XPROJ, K_OUT};
         for (int k : gk) {
@@ -362,6 +371,7 @@ static void run(const shape &s, int dtype, const char *dname, int batch, int rep
         printf(" %.3f | %.1f | %.1f%% | %.2g |\n", ts * 1e3, batch / ts, 100.0 * step_bytes / ts / bw, err);
     }
     cuk_set_gemv_variant(CU_GEMV_DEFAULT_VARIANT, 1);
+    cuk_set_qdot(1, g_sm90, 200, 64);
     cuk_set_prefetch(0);
     for (int i = 0; i < s.L; i++) {
         layer *l = &b.ly[i];
@@ -468,8 +478,8 @@ int main(int argc, char **argv) {
     const shape *s = &k_shapes[0];
     char weights[128] = "bf16,q8_0,q4_0";
     int batch = 1, reps = 20;
-    int variants[16] = {0, 1, 2, 3, CU_GEMV_VARIANT_TC};
-    size_t n_variants = 5;
+    int variants[16] = {0, 1, 2, 3, CU_GEMV_VARIANT_TC, CU_GEMV_VARIANT_TC + 1, CU_GEMV_VARIANT_TC + 2};
+    size_t n_variants = 7;
     int with_pf = 1;
     char scan[128] = "";
     for (int i = 1; i < argc; i++) {
@@ -514,6 +524,9 @@ int main(int argc, char **argv) {
     CU(cudaGetDeviceProperties(&prop, dev));
     const char *pdl = getenv("FM_CUDA_PDL");
     cuk_set_pdl(prop.major >= 9 && !(pdl && !strcmp(pdl, "0")));
+    g_sm90 = prop.major >= 9;
+    if (getenv("FM_CUDA_QDOT_KB")) g_qdot_kb = atoi(getenv("FM_CUDA_QDOT_KB"));
+    if (getenv("FM_CUDA_QDOT_TILE_KB")) g_qdot_tile_kb = atoi(getenv("FM_CUDA_QDOT_TILE_KB"));
     double bw = fm_probe_read_gbs(sm) * 1e9;
     if (bw <= 0) {
         fprintf(stderr, "bandwidth probe: cudaMalloc failed\n");

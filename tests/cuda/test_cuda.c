@@ -5,7 +5,8 @@
  * step-by-step on the GPU itself, fm_decode_batch vs the reference and vs a lone fork, the greedy
  * continuation (f32 cases), a state saved on CUDA continued on CPU and one saved on CPU continued on
  * CUDA; quantized weights (Q8_0, Q4_0) against the CPU backend running the dequantized weights in
- * fp32 (QUANT_*_TOL); the one-launch layers kernel against the per-op path; two
+ * fp32 and against the CPU backend's quantized kernels (QUANT_*_TOL, QDOT_*_TOL), and both forms of
+ * the 8-bit-activation GEMV on a model they take; the one-launch layers kernel against the per-op path; two
  * contexts used from two threads at once; errors. Tolerances: max |err| <= tol * max |logit| with
  * tol 1e-4 for f32 weights, 2e-3 for f16/bf16 and quantized ones.
  * Exits 77 (ctest: skipped) when no CUDA device or module is usable.
@@ -30,10 +31,19 @@
 #define MAX_CASES 32
 /* Quantized weights are checked against an exact reference: the same checkpoint with every matrix
    the loader quantizes replaced by its quantized-then-dequantized values (quant.h, the arithmetic
-   the GPU's upload kernel uses), stored as f32 and run on the CPU backend in fp32. The GPU's decode
-   steps use the exact blocks with fp32 activations, so they must agree like an f32 model does (only
-   the order of summation differs). */
+   the GPU's upload kernel uses), stored as f32 and run on the CPU backend in fp32. With
+   FM_CUDA_QDOT=0 the GPU's decode steps use the exact blocks with fp32 activations, so they must agree
+   like an f32 model does (only the order of summation differs): QUANT_STEP_TOL. */
 #define QUANT_STEP_TOL 1e-3
+/* By default (FM_CUDA_QDOT=1) the GPU's batch-1 GEMVs on quantized weights round the activations to
+   8 bits per block of 32, as the CPU backend's quantized kernels do (k_gemv_dp4a.cu): those steps are
+   checked against the CPU backend holding the same blocks (QDOT_CPU_TOL; they differ in summation
+   order, and in dt_proj, whose activations only the CPU rounds), and against the exact reference
+   above: no further from it than the CPU's kernels are (QDOT_EXACT_SLACK times their worst, plus
+   QUANT_STEP_TOL). On the tiny random fixtures 8-bit activations move the logits by up to ~4e-2 of
+   their maximum, as much as Q8_0 weights do. */
+#define QDOT_CPU_TOL 2e-3
+#define QDOT_EXACT_SLACK 1.5
 /* GPU prefill dequantizes the weights to bf16 for the tensor cores (docs/CUDA.md), activations hi + lo
    (fp32-grade): its exact reference is the same checkpoint with the dequantized values rounded to
    bf16 (round to nearest even, as the GPU's dequantization kernel does), run in fp32 on the CPU; the
@@ -295,9 +305,11 @@ static char *write_dequantized(const char *dir, fm_weight_type wt, int round_bf1
     return tmp;
 }
 
-/* Quantized weights: the GPU against the CPU backend in fp32 on the dequantized checkpoint (exact
-   reference, QUANT_*_TOL); the GPU against the CPU backend holding the same blocks (whose optimised
-   kernels round the activations to 8 bits) and against its own prefill are reported only. */
+/* Quantized weights, as the module runs by default: the GPU's prefill against the CPU backend in fp32
+   on the bf16-rounded dequantized checkpoint (QUANT_PREFILL_TOL); its decode steps (8-bit activations)
+   against the CPU backend holding the same blocks (QDOT_CPU_TOL) and against the dequantized
+   checkpoint in fp32 (QDOT_EXACT_SLACK); the rest is reported. test_gemv_kernels checks the
+   fp32-activation kernels on quantized weights against the exact reference (QUANT_STEP_TOL). */
 static void check_quantized(cuda_case *c, fm_weight_type wt, const char *name) {
     char *dq = write_dequantized(c->ref.dir, wt, 0), *dqb = write_dequantized(c->ref.dir, wt, 1);
     fm_context *g = open_ctx(c->ref.dir, FM_BACKEND_CUDA, wt), *h = open_ctx(c->ref.dir, FM_BACKEND_CPU, wt),
@@ -314,7 +326,7 @@ static void check_quantized(cuda_case *c, fm_weight_type wt, const char *name) {
     OK(fm_session_feed(sh, rp->tokens, rp->n, lh));
     OK(fm_session_feed(se, rp->tokens, rp->n, le));
     OK(fm_session_feed(sb, rp->tokens, rp->n, lb));
-    double pre_exact = 0, pre_b = 0, pre_cpu = 0, step_exact = 0, step_cpu = 0, self = 0, unq = 0;
+    double pre_exact = 0, pre_b = 0, pre_cpu = 0, step_exact = 0, step_cpu = 0, cpu_exact = 0, self = 0, unq = 0;
     for (size_t t = 0; t < rp->n; t++) {
         double r = rel_err(lg + t * c->V, le + t * c->V, c->V), q = rel_err(lg + t * c->V, lh + t * c->V, c->V);
         double rb = rel_err(lg + t * c->V, lb + t * c->V, c->V);
@@ -335,18 +347,24 @@ static void check_quantized(cuda_case *c, fm_weight_type wt, const char *name) {
         const float *L = fm_session_logits(sg);
         double r = rel_err(L, fm_session_logits(se), c->V), q = rel_err(L, fm_session_logits(sh), c->V);
         double sp = rel_err(L, lg + t * c->V, c->V), u = rel_err(L, rp->logits + t * c->V, c->V);
+        double ce = rel_err(fm_session_logits(sh), fm_session_logits(se), c->V);
         if (r > step_exact) step_exact = r;
         if (q > step_cpu) step_cpu = q;
+        if (ce > cpu_exact) cpu_exact = ce;
         if (sp > self) self = sp;
         if (u > unq) unq = u;
-        if (!(r <= QUANT_STEP_TOL))
-            fail_msg("%s %s: GPU step %zu vs dequantized f32 on CPU: relative error %.3g > %.1e", c->ref.name, name, t, r,
-                     QUANT_STEP_TOL);
+        if (!(q <= QDOT_CPU_TOL))
+            fail_msg("%s %s: GPU step %zu vs the CPU's %s kernels: relative error %.3g > %.1e", c->ref.name, name, t,
+                     name, q, QDOT_CPU_TOL);
     }
+    if (!(step_exact <= QDOT_EXACT_SLACK * cpu_exact + QUANT_STEP_TOL))
+        fail_msg("%s %s: GPU steps vs dequantized f32 on CPU: relative error %.3g, more than %.1f x the CPU %s kernels' "
+                 "%.3g + %.0e",
+                 c->ref.name, name, step_exact, QDOT_EXACT_SLACK, name, cpu_exact, QUANT_STEP_TOL);
     print_message("%-22s %-5s: prefill vs bf16-rounded dequantized f32 (CPU) %.3g | vs dequantized f32 (CPU): prefill "
-                  "%.3g, steps %.3g | vs CPU %s kernels: prefill %.3g, steps %.3g | GPU steps vs GPU prefill %.3g | vs "
-                  "transformers unquantized %.3g (%llu weight bytes)\n",
-                  c->ref.name, name, pre_b, pre_exact, step_exact, name, pre_cpu, step_cpu, self, unq,
+                  "%.3g, steps %.3g (CPU %s kernels' steps %.3g) | vs CPU %s kernels: prefill %.3g, steps %.3g | GPU "
+                  "steps vs GPU prefill %.3g | vs transformers unquantized %.3g (%llu weight bytes)\n",
+                  c->ref.name, name, pre_b, pre_exact, step_exact, name, cpu_exact, name, pre_cpu, step_cpu, self, unq,
                   (unsigned long long)gi.weight_bytes);
     free(lg);
     free(lh);
@@ -395,11 +413,34 @@ static void run_case(void **state) {
     fm_test_free_case(&c.ref);
 }
 
-/* Every decode GEMV kernel (FM_CUDA_GEMV = 0..4 for batch 1, the tensor-core kernel for batches; with
-   FM_CUDA_GEMV_TC=2 it also takes these tiny matrices, which it normally leaves to the FMA kernel) on
-   bf16, Q8_0 and Q4_0 weights, one step at a time and in a batch of three, against the CPU backend in
-   fp32 on the same values (bf16: the CPU's bf16 weights; quantized: the dequantized checkpoint). The
-   variant is process-wide and read at context open, so the references are computed on the CPU. */
+/* Logits of each of the first np prompts fed token by token on ctx, then one more token (the one
+   test_gemv_kernels' batch step feeds): sum over prompts of (n + 1) rows of V. */
+static float *stepwise_logits(fm_context *ctx, const fm_ref_case *ref, size_t np) {
+    const size_t V = (size_t)ref->n_vocab;
+    size_t total = 0;
+    for (size_t i = 0; i < np; i++) total += ref->prompts[i].n + 1;
+    float *want = malloc(total * V * sizeof(float)), *at = want;
+    for (size_t i = 0; i < np; i++) {
+        fm_session *s = open_session(ctx, 0);
+        for (size_t t = 0; t <= ref->prompts[i].n; t++) {
+            int32_t tok = t < ref->prompts[i].n ? ref->prompts[i].tokens[t] : (int32_t)((5 * i + 2) % V);
+            OK(fm_session_feed(s, &tok, 1, NULL));
+            memcpy(at, fm_session_logits(s), V * sizeof(float));
+            at += V;
+        }
+        fm_session_close(s);
+    }
+    return want;
+}
+
+/* Every decode GEMV kernel on bf16, Q8_0 and Q4_0 weights, one step at a time and in a batch of three:
+   FM_CUDA_GEMV = 0..4 with FM_CUDA_QDOT=0 (batch 1: the FMA kernel's launch shapes and the tensor-core
+   kernel; batches: the tensor-core kernel, which FM_CUDA_GEMV_TC=2 makes take even these tiny
+   matrices) against the CPU backend in fp32 on the same values (bf16: the CPU's bf16 weights;
+   quantized: the dequantized checkpoint; QUANT_STEP_TOL); then, quantized only, FM_CUDA_QDOT=1 and 2
+   (the 8-bit-activation kernel as it runs by default, and its register form), whose single steps are
+   checked against the CPU backend holding the same blocks (QDOT_CPU_TOL). The knobs are process-wide and read at context open,
+   so the references are computed first. */
 static void test_gemv_kernels(void **state) {
     (void)state;
     fm_ref_case ref;
@@ -410,65 +451,70 @@ static void test_gemv_kernels(void **state) {
     for (int w = 0; w < 3; w++) {
         char *dq = w ? write_dequantized(ref.dir, wts[w], 0) : NULL;
         fm_context *cpu = open_ctx(w ? dq : ref.dir, FM_BACKEND_CPU, w ? FM_WEIGHTS_F32 : FM_WEIGHTS_BF16);
-        const double tol = w ? QUANT_STEP_TOL : 2e-3;
-        /* references: each prompt token by token, then one more token for the batch */
-        size_t total = 0;
-        for (size_t i = 0; i < np; i++) total += ref.prompts[i].n + 1;
-        float *want = malloc(total * V * sizeof(float));
-        float *at = want;
-        for (size_t i = 0; i < np; i++) {
-            fm_session *s = open_session(cpu, 0);
-            for (size_t t = 0; t <= ref.prompts[i].n; t++) {
-                int32_t tok = t < ref.prompts[i].n ? ref.prompts[i].tokens[t] : (int32_t)((5 * i + 2) % V);
-                OK(fm_session_feed(s, &tok, 1, NULL));
-                memcpy(at, fm_session_logits(s), V * sizeof(float));
-                at += V;
-            }
-            fm_session_close(s);
-        }
+        float *want = stepwise_logits(cpu, &ref, np), *want_q = NULL;
         fm_context_close(cpu);
-        for (int v = 0; v <= 4; v++) {
-            char vs[8];
-            snprintf(vs, sizeof vs, "%d", v);
+        if (w) {
+            cpu = open_ctx(ref.dir, FM_BACKEND_CPU, wts[w]);
+            want_q = stepwise_logits(cpu, &ref, np);
+            fm_context_close(cpu);
+        }
+        for (int v = 0; v <= (w ? 6 : 4); v++) {
+            const int qdot = v > 4 ? v - 4 : 0;
+            const float *step_ref = qdot ? want_q : want;
+            const double tol = w ? QUANT_STEP_TOL : 2e-3, step_tol = qdot ? QDOT_CPU_TOL : tol;
+            char vs[8], qs[8];
+            snprintf(vs, sizeof vs, "%d", qdot ? 0 : v);
+            snprintf(qs, sizeof qs, "%d", qdot);
             setenv("FM_CUDA_GEMV", vs, 1);
             setenv("FM_CUDA_GEMV_TC", "2", 1);
+            setenv("FM_CUDA_QDOT", qs, 1);
             fm_context *g = open_ctx(ref.dir, FM_BACKEND_CUDA, wts[w]);
             fm_session *ss[3] = {NULL, NULL, NULL};
             int32_t next[3];
-            double worst = 0;
-            at = want;
+            double worst = 0, worst_batch = 0;
+            size_t at = 0;
             for (size_t i = 0; i < np; i++) {
                 ss[i] = open_session(g, 0);
                 for (size_t t = 0; t < ref.prompts[i].n; t++, at += V) {
                     OK(fm_session_feed(ss[i], &ref.prompts[i].tokens[t], 1, NULL));
-                    double r = rel_err(fm_session_logits(ss[i]), at, V);
+                    double r = rel_err(fm_session_logits(ss[i]), step_ref + at, V);
                     if (r > worst) worst = r;
-                    if (!(r <= tol))
-                        fail_msg("%s, FM_CUDA_GEMV=%d: step %zu of prompt %zu: relative error %.3g > %.1e", wnames[w], v,
-                                 t, i, r, tol);
+                    if (!(r <= step_tol))
+                        fail_msg("%s, FM_CUDA_GEMV=%s FM_CUDA_QDOT=%d: step %zu of prompt %zu: relative error %.3g > "
+                                 "%.1e",
+                                 wnames[w], vs, qdot, t, i, r, step_tol);
                 }
                 next[i] = (int32_t)((5 * i + 2) % V);
                 at += V;
             }
-            OK(fm_decode_batch(ss, next, np));
-            at = want;
+            /* batches never take the 8-bit-activation kernel: checked in the FM_CUDA_QDOT=0 runs */
+            if (!qdot) OK(fm_decode_batch(ss, next, np));
+            at = 0;
             for (size_t i = 0; i < np; i++) {
                 at += ref.prompts[i].n * V;
-                double r = rel_err(fm_session_logits(ss[i]), at, V);
-                if (r > worst) worst = r;
+                double r = qdot ? 0 : rel_err(fm_session_logits(ss[i]), step_ref + at, V);
+                if (r > worst_batch) worst_batch = r;
                 if (!(r <= tol))
-                    fail_msg("%s, FM_CUDA_GEMV=%d: batched step of sequence %zu: relative error %.3g > %.1e", wnames[w],
-                             v, i, r, tol);
+                    fail_msg("%s, FM_CUDA_GEMV=%s: batched step of sequence %zu: relative error %.3g > %.1e", wnames[w],
+                             vs, i, r, tol);
                 at += V;
                 fm_session_close(ss[i]);
             }
-            print_message("gemv kernels: %s, FM_CUDA_GEMV=%d (tensor cores forced): worst relative error %.3g\n",
-                          wnames[w], v, worst);
+            if (qdot)
+                print_message("gemv kernels: %s, FM_CUDA_QDOT=%d: worst relative error %.3g (steps) against the CPU's "
+                              "quantized kernels\n",
+                              wnames[w], qdot, worst);
+            else
+                print_message("gemv kernels: %s, FM_CUDA_GEMV=%s FM_CUDA_QDOT=0 (tensor cores forced): worst relative "
+                              "error %.3g (steps), %.3g (batched step), against fp32 on the CPU\n",
+                              wnames[w], vs, worst, worst_batch);
             fm_context_close(g);
         }
         unsetenv("FM_CUDA_GEMV");
         unsetenv("FM_CUDA_GEMV_TC");
+        unsetenv("FM_CUDA_QDOT");
         free(want);
+        free(want_q);
         if (dq) {
             fm_test_rmtree(dq);
             free(dq);
@@ -478,6 +524,96 @@ static void test_gemv_kernels(void **state) {
     fm_context *g = open_ctx(ref.dir, FM_BACKEND_CUDA, FM_WEIGHTS_AUTO);
     fm_context_close(g);
     fm_test_free_case(&ref);
+}
+
+/* The 8-bit-activation GEMV's two forms (k_gemv_dp4a.cu) on a random model whose matrices the
+   bulk-copy form takes (every inner dimension a multiple of 256; the fixtures' are not): biases,
+   untied head, 1200 rows of lm_head. FM_CUDA_QDOT=3 forces the bulk-copy form onto every such matrix
+   on 3 blocks, so each block cycles through its stages many times (and fails the feed if the knobs
+   leave it no room); FM_CUDA_QDOT_TILE_KB=1 makes it split rows over warps; =2 is the register form. Decode
+   steps of both against the CPU backend holding the same blocks (QDOT_CPU_TOL), and against each other
+   (QDOT_FORMS_TOL: the same integer sums, added in another order). */
+#define QDOT_FORMS_TOL 1e-5
+static void test_qdot_forms(void **state) {
+    (void)state;
+    fm_tm_options o;
+    fm_tm_options_init(&o);
+    o.d_model = 256;
+    o.d_inner = 512;
+    o.d_state = 16;
+    o.dt_rank = 16;
+    o.vocab = 1200;
+    o.tied = 0;
+    o.use_bias = 1;
+    o.seed = 7;
+    fm_tm_model *m = fm_tm_create(&o);
+    assert_non_null(m);
+    char *dir = fm_tm_write_tmp(m);
+    assert_non_null(dir);
+    fm_tm_free(m);
+    const fm_weight_type wts[] = {FM_WEIGHTS_Q8_0, FM_WEIGHTS_Q4_0};
+    const char *wnames[] = {"q8_0", "q4_0"};
+    enum { STEPS = 12 };
+    const size_t V = (size_t)o.vocab;
+    int32_t toks[STEPS];
+    for (int t = 0; t < STEPS; t++) toks[t] = (int32_t)((37 * t + 11) % o.vocab);
+    for (int w = 0; w < 2; w++) {
+        float *want = malloc(STEPS * V * sizeof(float)), *got[3];
+        fm_context *cpu = open_ctx(dir, FM_BACKEND_CPU, wts[w]);
+        fm_session *s = open_session(cpu, 0);
+        for (int t = 0; t < STEPS; t++) {
+            OK(fm_session_feed(s, &toks[t], 1, NULL));
+            memcpy(want + t * V, fm_session_logits(s), V * sizeof(float));
+        }
+        fm_session_close(s);
+        fm_context_close(cpu);
+        /* bulk-copy form with the default tiles (32 rows here: 4 per warp), with 1 KB tiles (1 to 4 rows:
+           rows split over warps), register form */
+        const char *forms[3] = {"3", "3", "2"}, *kbs[3] = {"200", "16", "200"}, *tiles[3] = {"64", "1", "64"};
+        for (int f = 0; f < 3; f++) {
+            setenv("FM_CUDA_QDOT", forms[f], 1);
+            setenv("FM_CUDA_QDOT_KB", kbs[f], 1);
+            setenv("FM_CUDA_QDOT_TILE_KB", tiles[f], 1);
+            fm_context *g = open_ctx(dir, FM_BACKEND_CUDA, wts[w]);
+            s = open_session(g, 0);
+            got[f] = malloc(STEPS * V * sizeof(float));
+            double worst = 0;
+            for (int t = 0; t < STEPS; t++) {
+                OK(fm_session_feed(s, &toks[t], 1, NULL));
+                memcpy(got[f] + t * V, fm_session_logits(s), V * sizeof(float));
+                double r = rel_err(got[f] + t * V, want + t * V, V);
+                if (r > worst) worst = r;
+                if (!(r <= QDOT_CPU_TOL))
+                    fail_msg("%s FM_CUDA_QDOT=%s (%s KB): step %d vs the CPU's quantized kernels: relative error %.3g > "
+                             "%.1e",
+                             wnames[w], forms[f], kbs[f], t, r, QDOT_CPU_TOL);
+            }
+            print_message("qdot forms: %s FM_CUDA_QDOT=%s (%s KB): %d steps, worst relative error vs the CPU's kernels "
+                          "%.3g\n",
+                          wnames[w], forms[f], kbs[f], STEPS, worst);
+            fm_session_close(s);
+            fm_context_close(g);
+        }
+        unsetenv("FM_CUDA_QDOT");
+        unsetenv("FM_CUDA_QDOT_KB");
+        unsetenv("FM_CUDA_QDOT_TILE_KB");
+        double worst = 0;
+        for (int f = 0; f < 2; f++)
+            for (int t = 0; t < STEPS; t++) {
+                double r = rel_err(got[f] + t * V, got[2] + t * V, V);
+                if (r > worst) worst = r;
+                if (!(r <= QDOT_FORMS_TOL))
+                    fail_msg("%s: step %d: bulk-copy (%s KB) vs register form: relative difference %.3g > %.1e",
+                             wnames[w], t, kbs[f], r, QDOT_FORMS_TOL);
+            }
+        print_message("qdot forms: %s: bulk-copy vs register form: worst relative difference %.3g\n", wnames[w], worst);
+        free(want);
+        for (int f = 0; f < 3; f++) free(got[f]);
+    }
+    /* back to the defaults for the tests after this one */
+    fm_context_close(open_ctx(dir, FM_BACKEND_CUDA, FM_WEIGHTS_AUTO));
+    fm_test_rmtree(dir);
+    free(dir);
 }
 
 /* The layers kernel (k_layers.cu, all layers of a one-sequence decode step in one launch) against the
@@ -505,6 +641,7 @@ static void test_layers_kernel(void **state) {
         float *got[2];
         for (int on = 0; on < 2; on++) {
             setenv("FM_CUDA_LAYERS", on ? "2" : "0", 1);
+            setenv("FM_CUDA_QDOT", "0", 1); /* the layers kernel keeps fp32 activations: so does the per-op path */
             fm_context *g = open_ctx(ref.dir, FM_BACKEND_CUDA, runs[r].wt);
             fm_session *s = open_session(g, 0);
             got[on] = malloc(rp->n * V * sizeof(float));
@@ -516,6 +653,7 @@ static void test_layers_kernel(void **state) {
             fm_context_close(g);
         }
         unsetenv("FM_CUDA_LAYERS");
+        unsetenv("FM_CUDA_QDOT");
         double worst = 0;
         for (size_t t = 0; t < rp->n; t++) {
             double e = rel_err(got[1] + t * V, got[0] + t * V, V);
@@ -643,7 +781,7 @@ int main(void) {
         fprintf(stderr, "no reference cases found under %s\n", fm_test_fixtures_dir());
         return 1;
     }
-    struct CMUnitTest tests[MAX_CASES + 4];
+    struct CMUnitTest tests[MAX_CASES + 5];
     for (size_t i = 0; i < n; i++) {
         ptrs[i] = names[i];
         tests[i] = (struct CMUnitTest){names[i], run_case, NULL, NULL, (void *)ptrs[i]};
@@ -652,5 +790,6 @@ int main(void) {
     tests[n + 1] = (struct CMUnitTest){"errors", test_errors, NULL, NULL, NULL};
     tests[n + 2] = (struct CMUnitTest){"gemv_kernels", test_gemv_kernels, NULL, NULL, NULL};
     tests[n + 3] = (struct CMUnitTest){"layers_kernel", test_layers_kernel, NULL, NULL, NULL};
-    return _cmocka_run_group_tests("cuda", tests, n + 4, NULL, NULL);
+    tests[n + 4] = (struct CMUnitTest){"qdot_forms", test_qdot_forms, NULL, NULL, NULL};
+    return _cmocka_run_group_tests("cuda", tests, n + 5, NULL, NULL);
 }

@@ -249,8 +249,10 @@ static int cu_init(const fm_backend_host *host, const fm_backend_config *cfg, vo
         /* The decode GEMV's kernel choice (cuda_internal.h): tuning and A/B knobs, documented in CUDA.md. */
         const char *gv = env_str("FM_CUDA_GEMV"), *gt = env_str("FM_CUDA_GEMV_TC");
         cuk_set_gemv_variant(gv ? atoi(gv) : CU_GEMV_DEFAULT_VARIANT, gt ? atoi(gt) : 1);
-        const char *qd = env_str("FM_CUDA_QDOT"), *qk = env_str("FM_CUDA_QDOT_KB"), *qt = env_str("FM_CUDA_QDOT_TILE_KB");
-        cuk_set_qdot(qd ? atoi(qd) : 1, major >= 9, qk ? atoi(qk) : 200, qt ? atoi(qt) : 64);
+        const char *qd = env_str("FM_CUDA_QDOT");
+        cuk_set_qdot(!(qd && strcmp(qd, "0") == 0));
+        const char *bm = env_str("FM_CUDA_BULK"), *bk = env_str("FM_CUDA_BULK_KB"), *bt = env_str("FM_CUDA_BULK_TILE_KB");
+        cuk_set_bulk(bm ? atoi(bm) : 1, major >= 9, bk ? atoi(bk) : 220, bt ? atoi(bt) : 96);
         const char *pf = env_str("FM_CUDA_PREFETCH");
         cuk_set_prefetch(pf && strcmp(pf, "0") != 0);
     }

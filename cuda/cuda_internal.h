@@ -83,17 +83,24 @@ int cuk_gemv_tc_ok(cu_wview W, const float *x, int n);
 cudaError_t cuk_gemv_tc(cudaStream_t s, cu_wview W, const float *b, const float *x, int n, float *y, int accumulate,
                         int sm_count);
 /* Batch 1 with Q8_0 / Q4_0 weights: the activations quantized to int8 per block of 32 as the CPU
-   backend's quantized kernels do, integer dot products (k_gemv_dp4a.cu). Process-wide, set at context
-   open: shape = FM_CUDA_QDOT (0: off, the fp32-activation kernel, as the layers kernel computes;
-   1, the default: the bulk-copy form where it applies (sm90 true for every device opened so far),
-   else the register form; 2: the register form; 3, for tests: the bulk-copy form on every matrix it
-   can take however small, on at most 3 blocks); smem_kb = FM_CUDA_QDOT_KB, the bulk-copy form's shared
-   memory per block (default 100). cuk_gemv takes it when cuk_gemv_dp4a_ok (shape not 0, cols % 32 ==
-   0, 16-byte aligned, cols <= ~43,000 for its shared memory). */
-void cuk_set_qdot(int shape, int sm90, int smem_kb, int tile_kb);
+   backend's quantized kernels do, integer dot products (k_qdot.cuh). cuk_gemv uses them when
+   cuk_gemv_dp4a_ok: on (FM_CUDA_QDOT, default 1; 0 = the fp32-activation kernel, as the layers
+   kernel computes), cols % 32 == 0, 16-byte aligned, cols <= ~43,000 for its shared memory; through
+   the bulk-copy GEMV where that applies, else the register-fed one (k_gemv_dp4a.cu). */
+void cuk_set_qdot(int on);
 int cuk_gemv_dp4a_ok(cu_wview W, const float *x, int n);
 cudaError_t cuk_gemv_dp4a(cudaStream_t s, cu_wview W, const float *b, const float *x, float *y, int accumulate,
                           int sm_count);
+/* The bulk-copy batch-1 GEMV (k_gemv_bulk.cu; bf16 weights with fp32 activations, Q8_0 / Q4_0 with
+   8-bit ones): sets *taken when it enqueued the product (sm_90+ on every device opened so far, 16-byte
+   aligned, bf16 cols % 8 == 0 or quantized cols % 256 == 0, at least one tile per SM). Process-wide
+   knobs, set at context open: mode = FM_CUDA_BULK (0 off, 1 default, 2 for tests: every matrix it can
+   take however small, on 3 blocks, and an error when smem_kb / tile_kb leave no room), smem_kb =
+   FM_CUDA_BULK_KB (shared memory per block, default 220), tile_kb = FM_CUDA_BULK_TILE_KB (largest
+   tile, default 96; bigger tiles measured faster on the H200, docs/PERFORMANCE.md). */
+void cuk_set_bulk(int mode, int sm90, int smem_kb, int tile_kb);
+cudaError_t cuk_gemv_bulk(cudaStream_t s, cu_wview W, const float *b, const float *x, float *y, int accumulate,
+                          int sm_count, int *taken);
 /* The generic one-warp-per-row kernel, any shape: the reference kernel_bench checks the others against. */
 cudaError_t cuk_gemv_reference(cudaStream_t s, cu_wview W, const float *b, const float *x, int n, float *y,
                                int accumulate);

@@ -64,8 +64,51 @@ __global__ void k_rmsnorm(const float *x, const float *w, int d, float eps, floa
     for (int j = threadIdx.x; j < d; j += blockDim.x) yr[j] = xr[j] * scale * (w ? w[j] : 1.0f);
 }
 
+/* The same for rows of d % 4 == 0 floats (16-byte aligned), up to K float4s per thread: each row read
+   once into registers, the weights loaded before the dependency wait. The same arithmetic as k_rmsnorm
+   (the fp64 sum added in another order). */
+template <int K> __global__ void k_rmsnorm_regs(const float *x, const float *w, int d, float eps, float *y) {
+    pdl_trigger();
+    __shared__ double sh[32];
+    const int q = d / 4;
+    float4 wv[K], xv[K];
+#pragma unroll
+    for (int k = 0; k < K; k++) {
+        const int i = threadIdx.x + k * blockDim.x;
+        wv[k] = w && i < q ? __ldg(reinterpret_cast<const float4 *>(w) + i) : make_float4(1.0f, 1.0f, 1.0f, 1.0f);
+    }
+    pdl_wait();
+    const float4 *xr = reinterpret_cast<const float4 *>(x + (size_t)blockIdx.x * d);
+    double ss = 0;
+#pragma unroll
+    for (int k = 0; k < K; k++) {
+        const int i = threadIdx.x + k * blockDim.x;
+        xv[k] = i < q ? xr[i] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        ss += (double)xv[k].x * xv[k].x + (double)xv[k].y * xv[k].y + (double)xv[k].z * xv[k].z +
+              (double)xv[k].w * xv[k].w;
+    }
+    ss = block_sum_d(ss, sh);
+    const float scale = (float)(1.0 / sqrt(ss / (double)d + (double)eps));
+    float4 *yr = reinterpret_cast<float4 *>(y + (size_t)blockIdx.x * d);
+#pragma unroll
+    for (int k = 0; k < K; k++) {
+        const int i = threadIdx.x + k * blockDim.x;
+        if (i < q)
+            yr[i] = make_float4(xv[k].x * scale * wv[k].x, xv[k].y * scale * wv[k].y, xv[k].z * scale * wv[k].z,
+                                xv[k].w * scale * wv[k].w);
+    }
+}
+
 extern "C" cudaError_t cuk_rmsnorm(cudaStream_t s, const float *x, const float *w, int n, int d, float eps, float *y) {
     if (n <= 0) return cudaSuccess;
+    const int aligned = d % 4 == 0 && ((uintptr_t)x & 15) == 0 && ((uintptr_t)y & 15) == 0 && ((uintptr_t)w & 15) == 0;
+    if (aligned && d <= 4 * 1024 * 4) { /* up to 4 float4s per thread of 1024 */
+        const int q = d / 4, K = q <= 1024 ? 1 : q <= 2048 ? 2 : 4;
+        int threads = ((q + K - 1) / K + 31) / 32 * 32;
+        if (K == 1) return cuk_launch(k_rmsnorm_regs<1>, dim3(n), dim3(threads), 0, s, x, w, d, eps, y);
+        if (K == 2) return cuk_launch(k_rmsnorm_regs<2>, dim3(n), dim3(threads), 0, s, x, w, d, eps, y);
+        return cuk_launch(k_rmsnorm_regs<4>, dim3(n), dim3(threads), 0, s, x, w, d, eps, y);
+    }
     return cuk_launch(k_rmsnorm, dim3(n), dim3(d >= 2048 ? 512 : 256), 0, s, x, w, d, eps, y);
 }
 

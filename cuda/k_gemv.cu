@@ -217,9 +217,16 @@ extern "C" cudaError_t cuk_gemv(cudaStream_t s, cu_wview W, const float *b, cons
     const int tc = n > 1 ? g_tc : g_variant == CU_GEMV_VARIANT_TC ? (g_tc == 2 ? 2 : 1) : 0;
     if (tc && (tc == 2 || W.rows >= 16 * (int64_t)sm_count) && cuk_gemv_tc_ok(W, x, n))
         return cuk_gemv_tc(s, W, b, x, n, y, accumulate, sm_count);
-    /* quantized weights at batch 1: 8-bit activations and integer dots (k_gemv_dp4a.cu) */
-    if (g_variant != CU_GEMV_VARIANT_TC && cuk_gemv_dp4a_ok(W, x, n))
-        return cuk_gemv_dp4a(s, W, b, x, y, accumulate, sm_count);
+    /* batch 1: bf16 (default variant) and quantized weights (8-bit activations) through the bulk-copy
+       GEMV where it applies (k_gemv_bulk.cu), quantized ones else through the register-fed integer one
+       (k_gemv_dp4a.cu) */
+    const int qdot = g_variant != CU_GEMV_VARIANT_TC && cuk_gemv_dp4a_ok(W, x, n);
+    if (qdot || (n == 1 && W.dtype == CU_BF16 && g_variant == 0)) {
+        int taken;
+        cudaError_t e = cuk_gemv_bulk(s, W, b, x, y, accumulate, sm_count, &taken);
+        if (taken || e != cudaSuccess) return e;
+    }
+    if (qdot) return cuk_gemv_dp4a(s, W, b, x, y, accumulate, sm_count);
     switch (W.dtype) {
     case CU_F32: return launch_wt<CU_F32>(s, W, b, x, n, y, accumulate, sm_count);
     case CU_F16: return launch_wt<CU_F16>(s, W, b, x, n, y, accumulate, sm_count);

@@ -11,8 +11,10 @@
  *   - the whole decode step (the same launch sequence as src/model.c's forward, embedding aside),
  *     printed as ms per step, tokens/s, and the fraction of the limit (bandwidth probe, same run);
  *   - both again for each GEMV variant (cuda_internal.h: batch 1 variants 0..3 = the FMA kernel's launch
- *     shapes, 4 = the tensor-core kernel, 5 and 6 = the 8-bit-activation kernel for Q8_0 / Q4_0,
- *     FM_CUDA_QDOT=1 and 2: bulk-copy and register forms (k_gemv_dp4a.cu); batches > 1: "tc" and "fma"), each variant's output also
+ *     shapes (fp32 activations), 4 = the tensor-core kernel, 5 = the module's default: the bulk-copy
+ *     GEMV (k_gemv_bulk.cu) where it applies, 8-bit activations for Q8_0 / Q4_0, 6 = Q8_0 / Q4_0 through
+ *     the register-fed 8-bit-activation GEMV (k_gemv_dp4a.cu); batches > 1: "tc" and "fma"), each
+ *     variant's output also
  *     checked against the generic reference kernel on the same inputs (max |diff| / max |ref|); each
  *     as the module runs by default, then with the L2 prefetch of the weight rows (FM_CUDA_PREFETCH=1;
  *     left out with --default-only).
@@ -276,8 +278,8 @@ static int parse_dtype(const char *s) {
     return -1;
 }
 
-static int g_sm90;          /* the device has the bulk-copy GEMV form (k_gemv_dp4a.cu) */
-static int g_qdot_kb = 200, g_qdot_tile_kb = 64; /* FM_CUDA_QDOT_KB, FM_CUDA_QDOT_TILE_KB as in the module */
+static int g_sm90;          /* the device has the bulk-copy GEMV (k_gemv_bulk.cu) */
+static int g_bulk_kb = 220, g_bulk_tile_kb = 96; /* FM_CUDA_BULK_KB, FM_CUDA_BULK_TILE_KB as in the module */
 
 static void run(const shape &s, int dtype, const char *dname, int batch, int reps, int sm, double bw, const int *variants,
                 size_t n_variants, int with_pf) {
@@ -342,15 +344,18 @@ static void run(const shape &s, int dtype, const char *dname, int batch, int rep
         if (pf && !with_pf) break;
         cuk_set_prefetch(pf);
         if (batch > 1 && v != 0 && v != CU_GEMV_VARIANT_TC) continue; /* batches: "fma" (0) and "tc" (4) */
-        const int qdot = v > CU_GEMV_VARIANT_TC ? v - CU_GEMV_VARIANT_TC : 0; /* 5, 6: FM_CUDA_QDOT=1, 2 */
-        if (qdot && dtype != CU_Q8_0 && dtype != CU_Q4_0) continue;
+        const int quant = dtype == CU_Q8_0 || dtype == CU_Q4_0;
+        const int bulk = v == CU_GEMV_VARIANT_TC + 1, qdot = quant && v > CU_GEMV_VARIANT_TC;
+        if (v == CU_GEMV_VARIANT_TC + 2 && !quant) continue;
         const int tc = batch > 1 ? v == CU_GEMV_VARIANT_TC : 1;
-        cuk_set_gemv_variant(batch > 1 || qdot ? 0 : v, tc);
-        cuk_set_qdot(qdot, g_sm90, g_qdot_kb, g_qdot_tile_kb);
+        cuk_set_gemv_variant(batch > 1 || v > CU_GEMV_VARIANT_TC ? 0 : v, tc);
+        cuk_set_qdot(qdot);
+        cuk_set_bulk(bulk, g_sm90, g_bulk_kb, g_bulk_tile_kb);
         char name[32];
         if (batch > 1) snprintf(name, sizeof name, "%s%s", tc ? "tc" : "fma", pf ? ", prefetch" : "");
         else
-            snprintf(name, sizeof name, "%d%s%s", v, v == CU_GEMV_VARIANT_TC ? " (tc)" : qdot ? " (dp4a)" : "",
+            snprintf(name, sizeof name, "%d%s%s", v,
+                     v == CU_GEMV_VARIANT_TC ? " (tc)" : bulk ? " (bulk)" : qdot ? " (dp4a regs)" : "",
                      pf ? ", prefetch" : "");
         printf("| %s |", name);
         const int gk[] = {K_IN, K_XPROJ, K_OUT};
@@ -371,7 +376,8 @@ static void run(const shape &s, int dtype, const char *dname, int batch, int rep
         printf(" %.3f | %.1f | %.1f%% | %.2g |\n", ts * 1e3, batch / ts, 100.0 * step_bytes / ts / bw, err);
     }
     cuk_set_gemv_variant(CU_GEMV_DEFAULT_VARIANT, 1);
-    cuk_set_qdot(1, g_sm90, 200, 64);
+    cuk_set_qdot(1);
+    cuk_set_bulk(1, g_sm90, 220, 96);
     cuk_set_prefetch(0);
     for (int i = 0; i < s.L; i++) {
         layer *l = &b.ly[i];
@@ -525,8 +531,8 @@ int main(int argc, char **argv) {
     const char *pdl = getenv("FM_CUDA_PDL");
     cuk_set_pdl(prop.major >= 9 && !(pdl && !strcmp(pdl, "0")));
     g_sm90 = prop.major >= 9;
-    if (getenv("FM_CUDA_QDOT_KB")) g_qdot_kb = atoi(getenv("FM_CUDA_QDOT_KB"));
-    if (getenv("FM_CUDA_QDOT_TILE_KB")) g_qdot_tile_kb = atoi(getenv("FM_CUDA_QDOT_TILE_KB"));
+    if (getenv("FM_CUDA_BULK_KB")) g_bulk_kb = atoi(getenv("FM_CUDA_BULK_KB"));
+    if (getenv("FM_CUDA_BULK_TILE_KB")) g_bulk_tile_kb = atoi(getenv("FM_CUDA_BULK_TILE_KB"));
     double bw = fm_probe_read_gbs(sm) * 1e9;
     if (bw <= 0) {
         fprintf(stderr, "bandwidth probe: cudaMalloc failed\n");

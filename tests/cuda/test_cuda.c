@@ -5,8 +5,8 @@
  * step-by-step on the GPU itself, fm_decode_batch vs the reference and vs a lone fork, the greedy
  * continuation (f32 cases), a state saved on CUDA continued on CPU and one saved on CPU continued on
  * CUDA; quantized weights (Q8_0, Q4_0) against the CPU backend running the dequantized weights in
- * fp32 and against the CPU backend's quantized kernels (QUANT_*_TOL, QDOT_*_TOL), and both forms of
- * the 8-bit-activation GEMV on a model they take; the one-launch layers kernel against the per-op path; two
+ * fp32 and against the CPU backend's quantized kernels (QUANT_*_TOL, QDOT_*_TOL); the bulk-copy and
+ * register-fed batch-1 GEMVs on a model both take (BULK_*_TOL); the one-launch layers kernel against the per-op path; two
  * contexts used from two threads at once; errors. Tolerances: max |err| <= tol * max |logit| with
  * tol 1e-4 for f32 weights, 2e-3 for f16/bf16 and quantized ones.
  * Exits 77 (ctest: skipped) when no CUDA device or module is usable.
@@ -434,12 +434,12 @@ static float *stepwise_logits(fm_context *ctx, const fm_ref_case *ref, size_t np
 }
 
 /* Every decode GEMV kernel on bf16, Q8_0 and Q4_0 weights, one step at a time and in a batch of three:
-   FM_CUDA_GEMV = 0..4 with FM_CUDA_QDOT=0 (batch 1: the FMA kernel's launch shapes and the tensor-core
-   kernel; batches: the tensor-core kernel, which FM_CUDA_GEMV_TC=2 makes take even these tiny
-   matrices) against the CPU backend in fp32 on the same values (bf16: the CPU's bf16 weights;
-   quantized: the dequantized checkpoint; QUANT_STEP_TOL); then, quantized only, FM_CUDA_QDOT=1 and 2
-   (the 8-bit-activation kernel as it runs by default, and its register form), whose single steps are
-   checked against the CPU backend holding the same blocks (QDOT_CPU_TOL). The knobs are process-wide and read at context open,
+   FM_CUDA_GEMV = 0..4 with FM_CUDA_QDOT=0 and FM_CUDA_BULK=0 (batch 1: the FMA kernel's launch shapes
+   and the tensor-core kernel; batches: the tensor-core kernel, which FM_CUDA_GEMV_TC=2 makes take even
+   these tiny matrices) against the CPU backend in fp32 on the same values (bf16: the CPU's bf16
+   weights; quantized: the dequantized checkpoint; QUANT_STEP_TOL); then the bulk-copy GEMV forced
+   (FM_CUDA_BULK=2: bf16 here) and, quantized, the register-fed 8-bit-activation GEMV, whose single
+   steps are checked against the CPU backend holding the same blocks (QDOT_CPU_TOL). The knobs are process-wide and read at context open,
    so the references are computed first. */
 static void test_gemv_kernels(void **state) {
     (void)state;
@@ -458,16 +458,18 @@ static void test_gemv_kernels(void **state) {
             want_q = stepwise_logits(cpu, &ref, np);
             fm_context_close(cpu);
         }
-        for (int v = 0; v <= (w ? 6 : 4); v++) {
-            const int qdot = v > 4 ? v - 4 : 0;
+        for (int v = 0; v <= (w ? 6 : 5); v++) {
+            /* 5: the bulk-copy GEMV forced (bf16; these quantized matrices it cannot take: the register-fed
+               8-bit one); 6: the register-fed 8-bit one */
+            const int qdot = w && v > 4, bulk = v == 5;
             const float *step_ref = qdot ? want_q : want;
             const double tol = w ? QUANT_STEP_TOL : 2e-3, step_tol = qdot ? QDOT_CPU_TOL : tol;
-            char vs[8], qs[8];
-            snprintf(vs, sizeof vs, "%d", qdot ? 0 : v);
-            snprintf(qs, sizeof qs, "%d", qdot);
+            char vs[8];
+            snprintf(vs, sizeof vs, "%d", v > 4 ? 0 : v);
             setenv("FM_CUDA_GEMV", vs, 1);
             setenv("FM_CUDA_GEMV_TC", "2", 1);
-            setenv("FM_CUDA_QDOT", qs, 1);
+            setenv("FM_CUDA_QDOT", qdot ? "1" : "0", 1);
+            setenv("FM_CUDA_BULK", bulk ? "2" : "0", 1);
             fm_context *g = open_ctx(ref.dir, FM_BACKEND_CUDA, wts[w]);
             fm_session *ss[3] = {NULL, NULL, NULL};
             int32_t next[3];
@@ -480,9 +482,9 @@ static void test_gemv_kernels(void **state) {
                     double r = rel_err(fm_session_logits(ss[i]), step_ref + at, V);
                     if (r > worst) worst = r;
                     if (!(r <= step_tol))
-                        fail_msg("%s, FM_CUDA_GEMV=%s FM_CUDA_QDOT=%d: step %zu of prompt %zu: relative error %.3g > "
-                                 "%.1e",
-                                 wnames[w], vs, qdot, t, i, r, step_tol);
+                        fail_msg("%s, FM_CUDA_GEMV=%s FM_CUDA_QDOT=%d FM_CUDA_BULK=%d: step %zu of prompt %zu: relative "
+                                 "error %.3g > %.1e",
+                                 wnames[w], vs, qdot, 2 * bulk, t, i, r, step_tol);
                 }
                 next[i] = (int32_t)((5 * i + 2) % V);
                 at += V;
@@ -501,18 +503,19 @@ static void test_gemv_kernels(void **state) {
                 fm_session_close(ss[i]);
             }
             if (qdot)
-                print_message("gemv kernels: %s, FM_CUDA_QDOT=%d: worst relative error %.3g (steps) against the CPU's "
-                              "quantized kernels\n",
-                              wnames[w], qdot, worst);
+                print_message("gemv kernels: %s, FM_CUDA_QDOT=1 FM_CUDA_BULK=%d: worst relative error %.3g (steps) "
+                              "against the CPU's quantized kernels\n",
+                              wnames[w], 2 * bulk, worst);
             else
-                print_message("gemv kernels: %s, FM_CUDA_GEMV=%s FM_CUDA_QDOT=0 (tensor cores forced): worst relative "
-                              "error %.3g (steps), %.3g (batched step), against fp32 on the CPU\n",
-                              wnames[w], vs, worst, worst_batch);
+                print_message("gemv kernels: %s, FM_CUDA_GEMV=%s FM_CUDA_QDOT=0 FM_CUDA_BULK=%d (tensor cores forced): "
+                              "worst relative error %.3g (steps), %.3g (batched step), against fp32 on the CPU\n",
+                              wnames[w], vs, 2 * bulk, worst, worst_batch);
             fm_context_close(g);
         }
         unsetenv("FM_CUDA_GEMV");
         unsetenv("FM_CUDA_GEMV_TC");
         unsetenv("FM_CUDA_QDOT");
+        unsetenv("FM_CUDA_BULK");
         free(want);
         free(want_q);
         if (dq) {
@@ -526,15 +529,18 @@ static void test_gemv_kernels(void **state) {
     fm_test_free_case(&ref);
 }
 
-/* The 8-bit-activation GEMV's two forms (k_gemv_dp4a.cu) on a random model whose matrices the
-   bulk-copy form takes (every inner dimension a multiple of 256; the fixtures' are not): biases,
-   untied head, 1200 rows of lm_head. FM_CUDA_QDOT=3 forces the bulk-copy form onto every such matrix
-   on 3 blocks, so each block cycles through its stages many times (and fails the feed if the knobs
-   leave it no room); FM_CUDA_QDOT_TILE_KB=1 makes it split rows over warps; =2 is the register form. Decode
-   steps of both against the CPU backend holding the same blocks (QDOT_CPU_TOL), and against each other
-   (QDOT_FORMS_TOL: the same integer sums, added in another order). */
-#define QDOT_FORMS_TOL 1e-5
-static void test_qdot_forms(void **state) {
+/* The batch-1 GEMVs on a random model whose matrices the bulk-copy GEMV (k_gemv_bulk.cu) takes for
+   every weight type (inner dimensions 256 and 512; the fixtures' are not multiples of 256): biases,
+   untied head, 1200 rows of lm_head; bf16, Q8_0 and Q4_0. FM_CUDA_BULK=2 forces the bulk-copy GEMV
+   onto every matrix on 3 blocks, so each block cycles through its stages many times (and fails the
+   feed if the knobs leave it no room): with the default tiles (32 rows here: 4 per warp) and with
+   1 KB tiles (1-4 rows: each row split over warps); FM_CUDA_BULK=0 is the register-fed kernel (FMA
+   for bf16, 8-bit for the quantized types). Decode steps of each against the CPU backend holding the
+   same weights (BULK_CPU_TOL; quantized: both round activations to 8 bits the same way), and the
+   forms against each other (BULK_FORMS_TOL: the same products, added in another order). */
+#define BULK_CPU_TOL 2e-3
+#define BULK_FORMS_TOL 1e-5
+static void test_bulk_forms(void **state) {
     (void)state;
     fm_tm_options o;
     fm_tm_options_init(&o);
@@ -551,13 +557,13 @@ static void test_qdot_forms(void **state) {
     char *dir = fm_tm_write_tmp(m);
     assert_non_null(dir);
     fm_tm_free(m);
-    const fm_weight_type wts[] = {FM_WEIGHTS_Q8_0, FM_WEIGHTS_Q4_0};
-    const char *wnames[] = {"q8_0", "q4_0"};
+    const fm_weight_type wts[] = {FM_WEIGHTS_BF16, FM_WEIGHTS_Q8_0, FM_WEIGHTS_Q4_0};
+    const char *wnames[] = {"bf16", "q8_0", "q4_0"};
     enum { STEPS = 12 };
     const size_t V = (size_t)o.vocab;
     int32_t toks[STEPS];
     for (int t = 0; t < STEPS; t++) toks[t] = (int32_t)((37 * t + 11) % o.vocab);
-    for (int w = 0; w < 2; w++) {
+    for (int w = 0; w < 3; w++) {
         float *want = malloc(STEPS * V * sizeof(float)), *got[3];
         fm_context *cpu = open_ctx(dir, FM_BACKEND_CPU, wts[w]);
         fm_session *s = open_session(cpu, 0);
@@ -567,13 +573,11 @@ static void test_qdot_forms(void **state) {
         }
         fm_session_close(s);
         fm_context_close(cpu);
-        /* bulk-copy form with the default tiles (32 rows here: 4 per warp), with 1 KB tiles (1 to 4 rows:
-           rows split over warps), register form */
-        const char *forms[3] = {"3", "3", "2"}, *kbs[3] = {"200", "16", "200"}, *tiles[3] = {"64", "1", "64"};
+        const char *modes[3] = {"2", "2", "0"}, *kbs[3] = {"220", "16", "220"}, *tiles[3] = {"96", "1", "96"};
         for (int f = 0; f < 3; f++) {
-            setenv("FM_CUDA_QDOT", forms[f], 1);
-            setenv("FM_CUDA_QDOT_KB", kbs[f], 1);
-            setenv("FM_CUDA_QDOT_TILE_KB", tiles[f], 1);
+            setenv("FM_CUDA_BULK", modes[f], 1);
+            setenv("FM_CUDA_BULK_KB", kbs[f], 1);
+            setenv("FM_CUDA_BULK_TILE_KB", tiles[f], 1);
             fm_context *g = open_ctx(dir, FM_BACKEND_CUDA, wts[w]);
             s = open_session(g, 0);
             got[f] = malloc(STEPS * V * sizeof(float));
@@ -583,30 +587,30 @@ static void test_qdot_forms(void **state) {
                 memcpy(got[f] + t * V, fm_session_logits(s), V * sizeof(float));
                 double r = rel_err(got[f] + t * V, want + t * V, V);
                 if (r > worst) worst = r;
-                if (!(r <= QDOT_CPU_TOL))
-                    fail_msg("%s FM_CUDA_QDOT=%s (%s KB): step %d vs the CPU's quantized kernels: relative error %.3g > "
-                             "%.1e",
-                             wnames[w], forms[f], kbs[f], t, r, QDOT_CPU_TOL);
+                if (!(r <= BULK_CPU_TOL))
+                    fail_msg("%s FM_CUDA_BULK=%s (%s KB, tiles %s KB): step %d vs the CPU: relative error %.3g > %.1e",
+                             wnames[w], modes[f], kbs[f], tiles[f], t, r, BULK_CPU_TOL);
             }
-            print_message("qdot forms: %s FM_CUDA_QDOT=%s (%s KB): %d steps, worst relative error vs the CPU's kernels "
-                          "%.3g\n",
-                          wnames[w], forms[f], kbs[f], STEPS, worst);
+            print_message("bulk forms: %s FM_CUDA_BULK=%s (%s KB, tiles %s KB): %d steps, worst relative error vs the "
+                          "CPU %.3g\n",
+                          wnames[w], modes[f], kbs[f], tiles[f], STEPS, worst);
             fm_session_close(s);
             fm_context_close(g);
         }
-        unsetenv("FM_CUDA_QDOT");
-        unsetenv("FM_CUDA_QDOT_KB");
-        unsetenv("FM_CUDA_QDOT_TILE_KB");
+        unsetenv("FM_CUDA_BULK");
+        unsetenv("FM_CUDA_BULK_KB");
+        unsetenv("FM_CUDA_BULK_TILE_KB");
         double worst = 0;
         for (int f = 0; f < 2; f++)
             for (int t = 0; t < STEPS; t++) {
                 double r = rel_err(got[f] + t * V, got[2] + t * V, V);
                 if (r > worst) worst = r;
-                if (!(r <= QDOT_FORMS_TOL))
-                    fail_msg("%s: step %d: bulk-copy (%s KB) vs register form: relative difference %.3g > %.1e",
-                             wnames[w], t, kbs[f], r, QDOT_FORMS_TOL);
+                if (!(r <= BULK_FORMS_TOL))
+                    fail_msg("%s: step %d: bulk-copy (tiles %s KB) vs register-fed GEMV: relative difference %.3g > %.1e",
+                             wnames[w], t, tiles[f], r, BULK_FORMS_TOL);
             }
-        print_message("qdot forms: %s: bulk-copy vs register form: worst relative difference %.3g\n", wnames[w], worst);
+        print_message("bulk forms: %s: bulk-copy vs register-fed GEMV: worst relative difference %.3g\n", wnames[w],
+                      worst);
         free(want);
         for (int f = 0; f < 3; f++) free(got[f]);
     }
@@ -790,6 +794,6 @@ int main(void) {
     tests[n + 1] = (struct CMUnitTest){"errors", test_errors, NULL, NULL, NULL};
     tests[n + 2] = (struct CMUnitTest){"gemv_kernels", test_gemv_kernels, NULL, NULL, NULL};
     tests[n + 3] = (struct CMUnitTest){"layers_kernel", test_layers_kernel, NULL, NULL, NULL};
-    tests[n + 4] = (struct CMUnitTest){"qdot_forms", test_qdot_forms, NULL, NULL, NULL};
+    tests[n + 4] = (struct CMUnitTest){"bulk_forms", test_bulk_forms, NULL, NULL, NULL};
     return _cmocka_run_group_tests("cuda", tests, n + 5, NULL, NULL);
 }

@@ -99,6 +99,8 @@ cudaError_t cuk_gemv_dp4a(cudaStream_t s, cu_wview W, const float *b, const floa
    FM_CUDA_BULK_KB (shared memory per block, default 220), tile_kb = FM_CUDA_BULK_TILE_KB (largest
    tile, default 96; bigger tiles measured faster on the H200, docs/PERFORMANCE.md). */
 void cuk_set_bulk(int mode, int sm90, int smem_kb, int tile_kb);
+/* Warps per bulk-copy block, 16 (default) or 8 (FM_CUDA_BULK_WARPS). */
+void cuk_set_bulk_warps(int warps);
 cudaError_t cuk_gemv_bulk(cudaStream_t s, cu_wview W, const float *b, const float *x, float *y, int accumulate,
                           int sm_count, int *taken);
 /* The generic one-warp-per-row kernel, any shape: the reference kernel_bench checks the others against. */

@@ -3,15 +3,16 @@
  *
  * Why: the register-fed GEMVs (k_gemv.cu, k_gemv_dp4a.cu) keep at most ~32 KB of weights in flight
  * per block and wait for them once per batch, so on matrices of a few waves (in_proj, out_proj) they
- * stay well under the read bandwidth. Here one 256-thread block per SM streams tiles of `tr`
+ * stay well under the read bandwidth. Here one block per SM streams tiles of `tr`
  * consecutive rows (their weights, and for quantized types their scales: one or two contiguous
  * ranges) with cp.async.bulk into a ring of shared-memory stages, completion counted by one mbarrier
  * per stage, with no registers held by loads in flight. Tile i of a block goes to stage i % stages;
  * once every warp is done with a stage (__syncthreads) thread 0 refills it with the block's tile
  * i + stages. The first stages are requested before pdl_wait (weights only), then the block stages x
  * in shared memory (bf16: fp32 in two planes, the first and second float4 of each 8-element granule,
- * so a warp's lanes read consecutive 16 bytes; quantized: k_qdot.cuh's layout). Tiles of 8 or more
- * rows give each warp tr / 8 rows; smaller ones split each row's columns over 8 / tr warps, whose sums
+ * so a warp's lanes read consecutive 16 bytes; quantized: k_qdot.cuh's layout). With NW warps per block
+ * (16, or 8 with FM_CUDA_BULK_WARPS=8), tiles of NW or more rows give each warp tr / NW rows; smaller
+ * ones split each row's columns over NW / tr warps, whose sums
  * meet in shared memory (double-buffered by tile parity, so the next tile's writes cannot overtake
  * warp 0's reads). tr is the largest power of two up to 32 whose tile fits FM_CUDA_BULK_TILE_KB, the
  * stages as many as fit FM_CUDA_BULK_KB (up to 8, at least 2).
@@ -116,21 +117,21 @@ __device__ __forceinline__ float row_dot(const unsigned char *st, int r, int tr,
     return acc;
 }
 
-template <int WT>
-__global__ void __launch_bounds__(256, 1) k_gemv_bulk(cu_wview W, const float *__restrict__ bias,
+template <int WT, int NW>
+__global__ void __launch_bounds__(NW * 32, 1) k_gemv_bulk(cu_wview W, const float *__restrict__ bias,
                                                       const float *__restrict__ x, float *__restrict__ y, int accumulate,
                                                       int tr, int stages) {
     pdl_trigger();
     extern __shared__ __align__(128) unsigned char bulk_smem[];
     __shared__ uint64_t full[BULK_MAX_STAGES];
-    __shared__ float red[2][8];
+    __shared__ float red[2][NW];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int64_t rows = W.rows, cols = W.cols;
     const int64_t ntiles = (rows + tr - 1) / tr;
     const size_t stb = stage_bytes(WT, cols, tr);
     unsigned char *xsm = bulk_smem + (size_t)stages * stb;
-    /* tiles of 8+ rows: rpw rows per warp; fewer: each row's columns split over `parts` warps */
-    const int rpw = tr >= 8 ? tr / 8 : 1, parts = tr >= 8 ? 1 : 8 / tr, part = tr >= 8 ? 0 : warp / tr;
+    /* tiles of NW+ rows: rpw rows per warp; fewer: each row's columns split over `parts` warps */
+    const int rpw = tr >= NW ? tr / NW : 1, parts = tr >= NW ? 1 : NW / tr, part = tr >= NW ? 0 : warp / tr;
 
     if (threadIdx.x == 0) {
         for (int s = 0; s < stages; s++) mbar_init(&full[s]);
@@ -154,7 +155,7 @@ __global__ void __launch_bounds__(256, 1) k_gemv_bulk(cu_wview W, const float *_
         unsigned char *st = bulk_smem + (size_t)s * stb;
         mbar_wait(&full[s], (unsigned)(i / stages) & 1u);
         for (int k = 0; k < rpw; k++) {
-            const int r = tr >= 8 ? warp + 8 * k : warp % tr; /* the tile's row this warp does now */
+            const int r = tr >= NW ? warp + NW * k : warp % tr; /* the tile's row this warp does now */
             const int64_t row = t * tr + r;
             float acc = row < rows ? row_dot<WT>(st, r, tr, cols, xsm, part * 32 + lane, 32 * parts) : 0.0f;
 #pragma unroll
@@ -187,7 +188,10 @@ __global__ void __launch_bounds__(256, 1) k_gemv_bulk(cu_wview W, const float *_
 static int g_mode = 1;      /* FM_CUDA_BULK (cuda_internal.h) */
 static int g_kb = 220;      /* FM_CUDA_BULK_KB */
 static int g_tile_kb = 96;  /* FM_CUDA_BULK_TILE_KB */
+static int g_warps = 16;    /* FM_CUDA_BULK_WARPS: 8 or 16 per block */
 static int g_sm90_all = 0;  /* every device opened so far is sm_90+ */
+
+extern "C" void cuk_set_bulk_warps(int warps) { g_warps = warps == 8 ? 8 : 16; }
 
 extern "C" void cuk_set_bulk(int mode, int sm90, int smem_kb, int tile_kb) {
     static int older_seen;
@@ -213,11 +217,13 @@ static cudaError_t launch(cudaStream_t s, cu_wview W, const float *b, const floa
     if (stages < 2) return forced ? cudaErrorInvalidValue : cudaSuccess; /* forced: say the knobs do not fit */
     if (ntiles < sm_count && !forced) return cudaSuccess;
     const size_t shm = (size_t)stages * stb + xb;
-    cudaError_t e = cudaFuncSetAttribute(k_gemv_bulk<WT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shm);
+    void (*k)(cu_wview, const float *, const float *, float *, int, int, int) =
+        g_warps == 16 ? k_gemv_bulk<WT, 16> : k_gemv_bulk<WT, 8>;
+    cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shm);
     if (e != cudaSuccess) return e;
     *taken = 1;
     const int64_t blocks = forced ? 3 : sm_count, grid = ntiles < blocks ? ntiles : blocks;
-    return cuk_launch(k_gemv_bulk<WT>, dim3((unsigned)grid), dim3(256), shm, s, W, b, x, y, acc, tr, stages);
+    return cuk_launch(k, dim3((unsigned)grid), dim3(32 * g_warps), shm, s, W, b, x, y, acc, tr, stages);
 }
 
 extern "C" cudaError_t cuk_gemv_bulk(cudaStream_t s, cu_wview W, const float *b, const float *x, float *y,

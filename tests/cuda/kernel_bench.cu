@@ -533,6 +533,7 @@ int main(int argc, char **argv) {
     g_sm90 = prop.major >= 9;
     if (getenv("FM_CUDA_BULK_KB")) g_bulk_kb = atoi(getenv("FM_CUDA_BULK_KB"));
     if (getenv("FM_CUDA_BULK_TILE_KB")) g_bulk_tile_kb = atoi(getenv("FM_CUDA_BULK_TILE_KB"));
+    if (getenv("FM_CUDA_BULK_WARPS")) cuk_set_bulk_warps(atoi(getenv("FM_CUDA_BULK_WARPS")));
     double bw = fm_probe_read_gbs(sm) * 1e9;
     if (bw <= 0) {
         fprintf(stderr, "bandwidth probe: cudaMalloc failed\n");

@@ -533,9 +533,9 @@ static void test_gemv_kernels(void **state) {
    every weight type (inner dimensions 256 and 512; the fixtures' are not multiples of 256): biases,
    untied head, 1200 rows of lm_head; bf16, Q8_0 and Q4_0. FM_CUDA_BULK=2 forces the bulk-copy GEMV
    onto every matrix on 3 blocks, so each block cycles through its stages many times (and fails the
-   feed if the knobs leave it no room): with the default tiles (32 rows here: 4 per warp) and with
-   1 KB tiles (1-4 rows: each row split over warps); FM_CUDA_BULK=0 is the register-fed kernel (FMA
-   for bf16, 8-bit for the quantized types). Decode steps of each against the CPU backend holding the
+   feed if the knobs leave it no room): with the defaults (16 warps, tiles of 32 rows here: 2 per
+   warp), with 1 KB tiles (1-4 rows: each row split over warps) and with 8 warps per block;
+   FM_CUDA_BULK=0 is the register-fed kernel (FMA for bf16, 8-bit for the quantized types). Decode steps of each against the CPU backend holding the
    same weights (BULK_CPU_TOL; quantized: both round activations to 8 bits the same way), and the
    forms against each other (BULK_FORMS_TOL: the same products, added in another order). */
 #define BULK_CPU_TOL 2e-3
@@ -564,7 +564,8 @@ static void test_bulk_forms(void **state) {
     int32_t toks[STEPS];
     for (int t = 0; t < STEPS; t++) toks[t] = (int32_t)((37 * t + 11) % o.vocab);
     for (int w = 0; w < 3; w++) {
-        float *want = malloc(STEPS * V * sizeof(float)), *got[3];
+        enum { FORMS = 4 }; /* the last: register-fed */
+        float *want = malloc(STEPS * V * sizeof(float)), *got[FORMS];
         fm_context *cpu = open_ctx(dir, FM_BACKEND_CPU, wts[w]);
         fm_session *s = open_session(cpu, 0);
         for (int t = 0; t < STEPS; t++) {
@@ -573,11 +574,13 @@ static void test_bulk_forms(void **state) {
         }
         fm_session_close(s);
         fm_context_close(cpu);
-        const char *modes[3] = {"2", "2", "0"}, *kbs[3] = {"220", "16", "220"}, *tiles[3] = {"96", "1", "96"};
-        for (int f = 0; f < 3; f++) {
+        const char *modes[FORMS] = {"2", "2", "2", "0"}, *kbs[FORMS] = {"220", "16", "220", "220"},
+                   *tiles[FORMS] = {"96", "1", "96", "96"}, *warps[FORMS] = {"16", "16", "8", "16"};
+        for (int f = 0; f < FORMS; f++) {
             setenv("FM_CUDA_BULK", modes[f], 1);
             setenv("FM_CUDA_BULK_KB", kbs[f], 1);
             setenv("FM_CUDA_BULK_TILE_KB", tiles[f], 1);
+            setenv("FM_CUDA_BULK_WARPS", warps[f], 1);
             fm_context *g = open_ctx(dir, FM_BACKEND_CUDA, wts[w]);
             s = open_session(g, 0);
             got[f] = malloc(STEPS * V * sizeof(float));
@@ -588,31 +591,34 @@ static void test_bulk_forms(void **state) {
                 double r = rel_err(got[f] + t * V, want + t * V, V);
                 if (r > worst) worst = r;
                 if (!(r <= BULK_CPU_TOL))
-                    fail_msg("%s FM_CUDA_BULK=%s (%s KB, tiles %s KB): step %d vs the CPU: relative error %.3g > %.1e",
-                             wnames[w], modes[f], kbs[f], tiles[f], t, r, BULK_CPU_TOL);
+                    fail_msg("%s FM_CUDA_BULK=%s (%s KB, tiles %s KB, %s warps): step %d vs the CPU: relative error "
+                             "%.3g > %.1e",
+                             wnames[w], modes[f], kbs[f], tiles[f], warps[f], t, r, BULK_CPU_TOL);
             }
-            print_message("bulk forms: %s FM_CUDA_BULK=%s (%s KB, tiles %s KB): %d steps, worst relative error vs the "
-                          "CPU %.3g\n",
-                          wnames[w], modes[f], kbs[f], tiles[f], STEPS, worst);
+            print_message("bulk forms: %s FM_CUDA_BULK=%s (%s KB, tiles %s KB, %s warps): %d steps, worst relative error "
+                          "vs the CPU %.3g\n",
+                          wnames[w], modes[f], kbs[f], tiles[f], warps[f], STEPS, worst);
             fm_session_close(s);
             fm_context_close(g);
         }
         unsetenv("FM_CUDA_BULK");
         unsetenv("FM_CUDA_BULK_KB");
         unsetenv("FM_CUDA_BULK_TILE_KB");
+        unsetenv("FM_CUDA_BULK_WARPS");
         double worst = 0;
-        for (int f = 0; f < 2; f++)
+        for (int f = 0; f < FORMS - 1; f++)
             for (int t = 0; t < STEPS; t++) {
-                double r = rel_err(got[f] + t * V, got[2] + t * V, V);
+                double r = rel_err(got[f] + t * V, got[FORMS - 1] + t * V, V);
                 if (r > worst) worst = r;
                 if (!(r <= BULK_FORMS_TOL))
-                    fail_msg("%s: step %d: bulk-copy (tiles %s KB) vs register-fed GEMV: relative difference %.3g > %.1e",
-                             wnames[w], t, tiles[f], r, BULK_FORMS_TOL);
+                    fail_msg("%s: step %d: bulk-copy (tiles %s KB, %s warps) vs register-fed GEMV: relative difference "
+                             "%.3g > %.1e",
+                             wnames[w], t, tiles[f], warps[f], r, BULK_FORMS_TOL);
             }
         print_message("bulk forms: %s: bulk-copy vs register-fed GEMV: worst relative difference %.3g\n", wnames[w],
                       worst);
         free(want);
-        for (int f = 0; f < 3; f++) free(got[f]);
+        for (int f = 0; f < FORMS; f++) free(got[f]);
     }
     /* back to the defaults for the tests after this one */
     fm_context_close(open_ctx(dir, FM_BACKEND_CUDA, FM_WEIGHTS_AUTO));

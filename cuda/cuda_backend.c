@@ -252,7 +252,9 @@ static int cu_init(const fm_backend_host *host, const fm_backend_config *cfg, vo
         const char *qd = env_str("FM_CUDA_QDOT");
         cuk_set_qdot(!(qd && strcmp(qd, "0") == 0));
         const char *bm = env_str("FM_CUDA_BULK"), *bk = env_str("FM_CUDA_BULK_KB"), *bt = env_str("FM_CUDA_BULK_TILE_KB");
-        cuk_set_bulk(bm ? atoi(bm) : 1, major >= 9, bk ? atoi(bk) : 220, bt ? atoi(bt) : 96);
+        int optin = 0;
+        if (cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, be->device) != cudaSuccess) optin = 0;
+        cuk_set_bulk(bm ? atoi(bm) : 1, major >= 9, (size_t)optin, bk ? atoi(bk) : 220, bt ? atoi(bt) : 96);
         const char *bw = env_str("FM_CUDA_BULK_WARPS");
         cuk_set_bulk_warps(bw ? atoi(bw) : 16);
         const char *pf = env_str("FM_CUDA_PREFETCH");

@@ -70,16 +70,10 @@ __global__ void __launch_bounds__(256, MINB) k_gemv(cu_wview W, const float *__r
     const int64_t rows = W.rows, cols = W.cols;
     const int64_t rbase = ((int64_t)blockIdx.x * groups + rg) * RPW;
     const int ngran = (int)(cols / wt_traits<WT>::E);
-    const int64_t spr = cols / CU_QBLOCK; /* scales per row */
 
     const unsigned char *wrow[RPW];
     const unsigned short *srow[RPW];
-#pragma unroll
-    for (int r = 0; r < RPW; r++) {
-        int64_t rr = rbase + r < rows ? rbase + r : rows - 1;
-        wrow[r] = (const unsigned char *)W.data + (size_t)rr * row_bytes<WT>(cols);
-        srow[r] = W.scales ? W.scales + rr * spr : nullptr;
-    }
+    gemv_row_ptrs<WT, RPW>(W, rbase, wrow, srow);
     float acc[RPW][NB];
 #pragma unroll
     for (int r = 0; r < RPW; r++)

@@ -190,15 +190,19 @@ static int g_kb = 220;      /* FM_CUDA_BULK_KB */
 static int g_tile_kb = 96;  /* FM_CUDA_BULK_TILE_KB */
 static int g_warps = 16;    /* FM_CUDA_BULK_WARPS: 8 or 16 per block */
 static int g_sm90_all = 0;  /* every device opened so far is sm_90+ */
+static size_t g_smem_cap = (size_t)-1; /* the least opt-in shared memory per block of those devices */
 
 extern "C" void cuk_set_bulk_warps(int warps) { g_warps = warps == 8 ? 8 : 16; }
 
-extern "C" void cuk_set_bulk(int mode, int sm90, int smem_kb, int tile_kb) {
+extern "C" void cuk_set_bulk(int mode, int sm90, size_t smem_optin, int smem_kb, int tile_kb) {
     static int older_seen;
     if (!sm90) older_seen = 1;
     g_sm90_all = !older_seen;
+    /* the static shared memory (barriers, sums) and a margin stay out of the budget */
+    const size_t cap = smem_optin > 1024 ? smem_optin - 1024 : 0;
+    if (cap < g_smem_cap) g_smem_cap = cap;
     g_mode = mode < 0 || mode > 2 ? 1 : mode;
-    g_kb = smem_kb < 16 ? 16 : smem_kb > 220 ? 220 : smem_kb;
+    g_kb = smem_kb < 16 ? 16 : smem_kb > 227 ? 227 : smem_kb;
     g_tile_kb = tile_kb < 1 ? 1 : tile_kb;
 }
 
@@ -206,7 +210,7 @@ template <int WT>
 static cudaError_t launch(cudaStream_t s, cu_wview W, const float *b, const float *x, float *y, int acc, int sm_count,
                           int *taken) {
     const int forced = g_mode == 2; /* tests: small matrices too, and 3 blocks, so stages are reused */
-    const size_t xb = x_bytes(WT, W.cols), budget = (size_t)g_kb * 1024;
+    const size_t xb = x_bytes(WT, W.cols), budget = (size_t)g_kb * 1024 < g_smem_cap ? (size_t)g_kb * 1024 : g_smem_cap;
     if (budget < xb + 2 * stage_bytes(WT, W.cols, 1)) return forced ? cudaErrorInvalidValue : cudaSuccess;
     int tr = 32;
     while (tr > 1 && stage_bytes(WT, W.cols, tr) > (size_t)g_tile_kb * 1024) tr /= 2;
@@ -219,8 +223,10 @@ static cudaError_t launch(cudaStream_t s, cu_wview W, const float *b, const floa
     const size_t shm = (size_t)stages * stb + xb;
     void (*k)(cu_wview, const float *, const float *, float *, int, int, int) =
         g_warps == 16 ? k_gemv_bulk<WT, 16> : k_gemv_bulk<WT, 8>;
-    cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shm);
-    if (e != cudaSuccess) return e;
+    if (cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shm) != cudaSuccess) {
+        (void)cudaGetLastError(); /* not this device's size after all: the register-fed GEMV instead */
+        return forced ? cudaErrorInvalidValue : cudaSuccess;
+    }
     *taken = 1;
     const int64_t blocks = forced ? 3 : sm_count, grid = ntiles < blocks ? ntiles : blocks;
     return cuk_launch(k, dim3((unsigned)grid), dim3(32 * g_warps), shm, s, W, b, x, y, acc, tr, stages);

@@ -48,12 +48,7 @@ __global__ void __launch_bounds__(256, 2) k_gemv_dp4a(cu_wview W, const float *_
 
     const unsigned char *wrow[RPW];
     const unsigned short *srow[RPW];
-#pragma unroll
-    for (int r = 0; r < RPW; r++) {
-        int64_t rr = rbase + r < rows ? rbase + r : rows - 1;
-        wrow[r] = (const unsigned char *)W.data + (size_t)rr * row_bytes<WT>(cols);
-        srow[r] = W.scales + rr * nblk;
-    }
+    gemv_row_ptrs<WT, RPW>(W, rbase, wrow, srow);
     float acc[RPW][1];
 #pragma unroll
     for (int r = 0; r < RPW; r++) acc[r][0] = 0.0f;

@@ -9,6 +9,19 @@
 
 __device__ __forceinline__ float4 ld_x(const float *p) { return __ldg(reinterpret_cast<const float4 *>(p)); }
 
+/* Where rows rbase .. rbase + RPW - 1 of W start (rows past the end: the last row, computed and not
+   stored), their quants / elements and, quantized, their scales. */
+template <int WT, int RPW>
+__device__ __forceinline__ void gemv_row_ptrs(const cu_wview &W, int64_t rbase, const unsigned char *(&wrow)[RPW],
+                                              const unsigned short *(&srow)[RPW]) {
+#pragma unroll
+    for (int r = 0; r < RPW; r++) {
+        const int64_t rr = rbase + r < W.rows ? rbase + r : W.rows - 1;
+        wrow[r] = (const unsigned char *)W.data + (size_t)rr * row_bytes<WT>(W.cols);
+        srow[r] = W.scales ? W.scales + rr * (W.cols / CU_QBLOCK) : nullptr;
+    }
+}
+
 /* U granules (16 bytes each, `step` granules apart from g0) of each of RPW rows, and their blocks'
    scales (1 for unquantized types); past the row's end: zeros. */
 template <int WT, int RPW, int U>

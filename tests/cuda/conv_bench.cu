@@ -22,16 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cuda_check.cuh"
 #include "cuda_internal.h"
 
-#define CU(call)                                                                                                      \
-    do {                                                                                                              \
-        cudaError_t e_ = (call);                                                                                      \
-        if (e_ != cudaSuccess) {                                                                                      \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_));                 \
-            exit(1);                                                                                                  \
-        }                                                                                                             \
-    } while (0)
 #define DNN(call)                                                                                                     \
     do {                                                                                                              \
         cudnnStatus_t s_ = (call);                                                                                    \

@@ -33,16 +33,9 @@
 #include <string.h>
 
 #include "bandwidth_probe.cuh"
+#include "cuda_check.cuh"
 #include "cuda_internal.h"
 
-#define CU(call)                                                                                                      \
-    do {                                                                                                              \
-        cudaError_t e_ = (call);                                                                                      \
-        if (e_ != cudaSuccess) {                                                                                      \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_));                 \
-            exit(1);                                                                                                  \
-        }                                                                                                             \
-    } while (0)
 
 typedef struct shape {
     const char *name;
@@ -279,6 +272,7 @@ static int parse_dtype(const char *s) {
 }
 
 static int g_sm90;          /* the device has the bulk-copy GEMV (k_gemv_bulk.cu) */
+static size_t g_smem_optin; /* and this much shared memory per block */
 static int g_bulk_kb = 220, g_bulk_tile_kb = 96; /* FM_CUDA_BULK_KB, FM_CUDA_BULK_TILE_KB as in the module */
 
 static void run(const shape &s, int dtype, const char *dname, int batch, int reps, int sm, double bw, const int *variants,
@@ -350,7 +344,7 @@ static void run(const shape &s, int dtype, const char *dname, int batch, int rep
         const int tc = batch > 1 ? v == CU_GEMV_VARIANT_TC : 1;
         cuk_set_gemv_variant(batch > 1 || v > CU_GEMV_VARIANT_TC ? 0 : v, tc);
         cuk_set_qdot(qdot);
-        cuk_set_bulk(bulk, g_sm90, g_bulk_kb, g_bulk_tile_kb);
+        cuk_set_bulk(bulk, g_sm90, g_smem_optin, g_bulk_kb, g_bulk_tile_kb);
         char name[32];
         if (batch > 1) snprintf(name, sizeof name, "%s%s", tc ? "tc" : "fma", pf ? ", prefetch" : "");
         else
@@ -377,7 +371,7 @@ static void run(const shape &s, int dtype, const char *dname, int batch, int rep
     }
     cuk_set_gemv_variant(CU_GEMV_DEFAULT_VARIANT, 1);
     cuk_set_qdot(1);
-    cuk_set_bulk(1, g_sm90, 220, 96);
+    cuk_set_bulk(1, g_sm90, g_smem_optin, 220, 96);
     cuk_set_prefetch(0);
     for (int i = 0; i < s.L; i++) {
         layer *l = &b.ly[i];
@@ -531,6 +525,7 @@ int main(int argc, char **argv) {
     const char *pdl = getenv("FM_CUDA_PDL");
     cuk_set_pdl(prop.major >= 9 && !(pdl && !strcmp(pdl, "0")));
     g_sm90 = prop.major >= 9;
+    g_smem_optin = prop.sharedMemPerBlockOptin;
     if (getenv("FM_CUDA_BULK_KB")) g_bulk_kb = atoi(getenv("FM_CUDA_BULK_KB"));
     if (getenv("FM_CUDA_BULK_TILE_KB")) g_bulk_tile_kb = atoi(getenv("FM_CUDA_BULK_TILE_KB"));
     if (getenv("FM_CUDA_BULK_WARPS")) cuk_set_bulk_warps(atoi(getenv("FM_CUDA_BULK_WARPS")));

@@ -97,9 +97,9 @@ cudaError_t cuk_gemv_dp4a(cudaStream_t s, cu_wview W, const float *b, const floa
    knobs, set at context open: mode = FM_CUDA_BULK (0 off, 1 default, 2 for tests: every matrix it can
    take however small, on 3 blocks, and an error when smem_kb / tile_kb leave no room); smem_optin =
    the device's cudaDevAttrMaxSharedMemoryPerBlockOptin (the least over the devices opened caps the
-   budget); smem_kb =
-   FM_CUDA_BULK_KB (shared memory per block, default 220), tile_kb = FM_CUDA_BULK_TILE_KB (largest
-   tile, default 96; bigger tiles measured faster on the H200, docs/PERFORMANCE.md). */
+   budget); smem_kb = FM_CUDA_BULK_KB (shared memory per block, default 220); tile_kb =
+   FM_CUDA_BULK_TILE_KB (largest tile, default 96; bigger tiles measured faster on the H200,
+   docs/PERFORMANCE.md). */
 void cuk_set_bulk(int mode, int sm90, size_t smem_optin, int smem_kb, int tile_kb);
 /* Warps per bulk-copy block, 16 (default) or 8 (FM_CUDA_BULK_WARPS). */
 void cuk_set_bulk_warps(int warps);

@@ -55,11 +55,17 @@ __device__ __forceinline__ void prefetch_l2(const void *p, size_t bytes) {
 
 /* Bytes of one row of a matrix stored as WT (quantized: the quants only; scales are a plane of
    their own, cols / 32 fp16 per row). */
-template <int WT> __device__ __forceinline__ size_t row_bytes(int64_t cols) {
+template <int WT> __host__ __device__ __forceinline__ size_t row_bytes(int64_t cols) {
     if constexpr (WT == CU_F32) return (size_t)cols * 4;
     else if constexpr (WT == CU_Q8_0) return (size_t)cols;
     else if constexpr (WT == CU_Q4_0) return (size_t)cols / 2;
     else return (size_t)cols * 2;
+}
+
+/* The GEMVs' output: yb[row] (+)= v + bias[row] (yb: one sequence's output row, bias may be NULL). */
+__device__ __forceinline__ void gemv_out(float *yb, int64_t row, float v, const float *bias, int accumulate) {
+    if (bias) v += bias[row];
+    yb[row] = accumulate ? yb[row] + v : v;
 }
 
 /* prefetch_l2 of rows [first, first + count) of W (clipped to its rows), which are contiguous: one

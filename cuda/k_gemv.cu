@@ -63,17 +63,14 @@ template <int WT, int NB, int RPW, int U, int MINB, int PIPE>
 __global__ void __launch_bounds__(256, MINB) k_gemv(cu_wview W, const float *__restrict__ bias, const float *__restrict__ x,
                                                     float *__restrict__ y, int accumulate, int ks_log2, int pf) {
     pdl_trigger();
-    const int ksplit = 1 << ks_log2;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int kidx = warp & (ksplit - 1), rg = warp >> ks_log2;
-    const int groups = 8 >> ks_log2;
-    const int64_t rows = W.rows, cols = W.cols;
-    const int64_t rbase = ((int64_t)blockIdx.x * groups + rg) * RPW;
+    const gemv_split L = gemv_split_of<RPW>(ks_log2);
+    const int ksplit = 1 << ks_log2, groups = 8 >> ks_log2;
+    const int64_t cols = W.cols;
     const int ngran = (int)(cols / wt_traits<WT>::E);
 
     const unsigned char *wrow[RPW];
     const unsigned short *srow[RPW];
-    gemv_row_ptrs<WT, RPW>(W, rbase, wrow, srow);
+    gemv_row_ptrs<WT, RPW>(W, L.rbase, wrow, srow);
     float acc[RPW][NB];
 #pragma unroll
     for (int r = 0; r < RPW; r++)
@@ -81,10 +78,10 @@ __global__ void __launch_bounds__(256, MINB) k_gemv(cu_wview W, const float *__r
         for (int b = 0; b < NB; b++) acc[r][b] = 0.0f;
 
     const int step = 32 * ksplit, stride = step * U;
-    int g0 = kidx * 32 + lane;
+    int g0 = L.kidx * 32 + L.lane;
     uint4 wa[U][RPW];
     float sa[U][RPW];
-    if (pf && warp == 0) prefetch_l2_rows<WT>(W, (int64_t)blockIdx.x * groups * RPW, groups * RPW);
+    if (pf && L.warp == 0) prefetch_l2_rows<WT>(W, (int64_t)blockIdx.x * groups * RPW, groups * RPW);
     load_batch<WT, RPW, U>(wa, sa, wrow, srow, g0, step, ngran); /* weights only: before the wait */
     pdl_wait();
     for (; g0 < ngran; g0 += stride) {
@@ -109,7 +106,7 @@ __global__ void __launch_bounds__(256, MINB) k_gemv(cu_wview W, const float *__r
             if (gn < ngran) load_batch<WT, RPW, U>(wa, sa, wrow, srow, gn, step, ngran);
         }
     }
-    gemv_store<RPW, NB>(acc, warp, lane, kidx, rg, ks_log2, rbase, rows, bias, y, accumulate);
+    gemv_store<RPW, NB>(acc, L, W.rows, bias, y, accumulate);
 }
 
 /* Any shape and alignment: one warp per row, element loads. */
@@ -125,11 +122,7 @@ __global__ void k_gemv_generic(cu_wview W, const float *bias, const float *x, in
     for (int b = 0; b < n; b++) {
         float v = acc[b];
         for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-        if (lane == 0) {
-            if (bias) v += bias[row];
-            float *dst = y + (size_t)b * W.rows + row;
-            *dst = accumulate ? *dst + v : v;
-        }
+        if (lane == 0) gemv_out(y + (size_t)b * W.rows, row, v, bias, accumulate);
     }
 }
 

@@ -55,10 +55,13 @@ __device__ __forceinline__ void mbar_wait(uint64_t *bar, unsigned phase) {
 }
 
 __host__ __device__ inline int is_quant(int wt) { return wt == CU_Q8_0 || wt == CU_Q4_0; }
-/* Bytes of one stage: tr rows of weights, then (quantized) their scales; 16-byte multiples. */
-__host__ __device__ inline size_t stage_bytes(int wt, int64_t cols, int tr) {
-    const size_t rb = wt == CU_Q4_0 ? cols / 2 : wt == CU_Q8_0 ? cols : cols * 2;
-    return (size_t)tr * (rb + (is_quant(wt) ? cols / CU_QBLOCK * 2 : 0));
+/* Bytes of one row's scales (quantized types), and of one stage: tr rows of weights, then their
+   scales; 16-byte multiples. */
+template <int WT> __host__ __device__ inline size_t scale_bytes(int64_t cols) {
+    return is_quant(WT) ? (size_t)(cols / CU_QBLOCK) * 2 : 0;
+}
+template <int WT> __host__ __device__ inline size_t stage_bytes(int64_t cols, int tr) {
+    return (size_t)tr * (row_bytes<WT>(cols) + scale_bytes<WT>(cols));
 }
 /* Shared memory for the staged activations. */
 __host__ __device__ inline size_t x_bytes(int wt, int64_t cols) { return is_quant(wt) ? qx_bytes(cols) : cols * 4; }
@@ -67,7 +70,7 @@ __host__ __device__ inline size_t x_bytes(int wt, int64_t cols) { return is_quan
 template <int WT>
 __device__ __forceinline__ void fetch_tile(const cu_wview &W, int64_t tile, int tr, unsigned char *st, uint64_t *bar) {
     const int64_t r0 = tile * tr, nr = W.rows - r0 < tr ? W.rows - r0 : tr;
-    const size_t rb = row_bytes<WT>(W.cols), sb = is_quant(WT) ? (size_t)(W.cols / CU_QBLOCK) * 2 : 0;
+    const size_t rb = row_bytes<WT>(W.cols), sb = scale_bytes<WT>(W.cols);
     mbar_expect(bar, (unsigned)(nr * (rb + sb)));
     bulk_copy(st, (const unsigned char *)W.data + r0 * rb, (unsigned)(nr * rb), bar);
     if (is_quant(WT)) bulk_copy(st + tr * rb, W.scales + r0 * (W.cols / CU_QBLOCK), (unsigned)(nr * sb), bar);
@@ -128,7 +131,7 @@ __global__ void __launch_bounds__(NW * 32, 1) k_gemv_bulk(cu_wview W, const floa
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int64_t rows = W.rows, cols = W.cols;
     const int64_t ntiles = (rows + tr - 1) / tr;
-    const size_t stb = stage_bytes(WT, cols, tr);
+    const size_t stb = stage_bytes<WT>(cols, tr);
     unsigned char *xsm = bulk_smem + (size_t)stages * stb;
     /* tiles of NW+ rows: rpw rows per warp; fewer: each row's columns split over `parts` warps */
     const int rpw = tr >= NW ? tr / NW : 1, parts = tr >= NW ? 1 : NW / tr, part = tr >= NW ? 0 : warp / tr;
@@ -163,8 +166,7 @@ __global__ void __launch_bounds__(NW * 32, 1) k_gemv_bulk(cu_wview W, const floa
             if (parts > 1) {
                 if (lane == 0) red[i & 1][warp] = acc;
             } else if (lane == 0 && row < rows) {
-                if (bias) acc += bias[row];
-                y[row] = accumulate ? y[row] + acc : acc;
+                gemv_out(y, row, acc, bias, accumulate);
             }
         }
         __syncthreads(); /* every warp is done with stage s, and its part is in red */
@@ -176,11 +178,9 @@ __global__ void __launch_bounds__(NW * 32, 1) k_gemv_bulk(cu_wview W, const floa
             fetch_tile<WT>(W, tn, tr, st, &full[s]);
         }
         if (parts > 1 && warp == 0 && lane < tr && t * tr + lane < rows) {
-            const int64_t o = t * tr + lane;
             float v = 0.0f;
             for (int p = 0; p < parts; p++) v += red[i & 1][p * tr + lane];
-            if (bias) v += bias[o];
-            y[o] = accumulate ? y[o] + v : v;
+            gemv_out(y, t * tr + lane, v, bias, accumulate);
         }
     }
 }
@@ -211,10 +211,10 @@ static cudaError_t launch(cudaStream_t s, cu_wview W, const float *b, const floa
                           int *taken) {
     const int forced = g_mode == 2; /* tests: small matrices too, and 3 blocks, so stages are reused */
     const size_t xb = x_bytes(WT, W.cols), budget = (size_t)g_kb * 1024 < g_smem_cap ? (size_t)g_kb * 1024 : g_smem_cap;
-    if (budget < xb + 2 * stage_bytes(WT, W.cols, 1)) return forced ? cudaErrorInvalidValue : cudaSuccess;
+    if (budget < xb + 2 * stage_bytes<WT>(W.cols, 1)) return forced ? cudaErrorInvalidValue : cudaSuccess;
     int tr = 32;
-    while (tr > 1 && stage_bytes(WT, W.cols, tr) > (size_t)g_tile_kb * 1024) tr /= 2;
-    const size_t stb = stage_bytes(WT, W.cols, tr);
+    while (tr > 1 && stage_bytes<WT>(W.cols, tr) > (size_t)g_tile_kb * 1024) tr /= 2;
+    const size_t stb = stage_bytes<WT>(W.cols, tr);
     int stages = (int)((budget - xb) / stb);
     if (stages > BULK_MAX_STAGES) stages = BULK_MAX_STAGES;
     const int64_t ntiles = (W.rows + tr - 1) / tr;

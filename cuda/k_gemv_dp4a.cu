@@ -35,12 +35,9 @@ __global__ void __launch_bounds__(256, 2) k_gemv_dp4a(cu_wview W, const float *_
                                                       int ks_log2) {
     pdl_trigger();
     extern __shared__ __align__(16) unsigned char qx_smem[];
+    const gemv_split L = gemv_split_of<RPW>(ks_log2);
     const int ksplit = 1 << ks_log2;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int kidx = warp & (ksplit - 1), rg = warp >> ks_log2;
-    const int groups = 8 >> ks_log2;
-    const int64_t rows = W.rows, cols = W.cols;
-    const int64_t rbase = ((int64_t)blockIdx.x * groups + rg) * RPW;
+    const int64_t cols = W.cols;
     const int ngran = (int)(cols / wt_traits<WT>::E);
     const int nblk = (int)(cols / CU_QBLOCK);
     signed char *xq = reinterpret_cast<signed char *>(qx_smem);
@@ -48,13 +45,13 @@ __global__ void __launch_bounds__(256, 2) k_gemv_dp4a(cu_wview W, const float *_
 
     const unsigned char *wrow[RPW];
     const unsigned short *srow[RPW];
-    gemv_row_ptrs<WT, RPW>(W, rbase, wrow, srow);
+    gemv_row_ptrs<WT, RPW>(W, L.rbase, wrow, srow);
     float acc[RPW][1];
 #pragma unroll
     for (int r = 0; r < RPW; r++) acc[r][0] = 0.0f;
 
     const int step = 32 * ksplit, stride = step * U;
-    int g0 = kidx * 32 + lane;
+    int g0 = L.kidx * 32 + L.lane;
     uint4 wa[U][RPW];
     float sa[U][RPW];
     load_batch<WT, RPW, U>(wa, sa, wrow, srow, g0, step, ngran); /* weights only: before the wait */
@@ -77,7 +74,7 @@ __global__ void __launch_bounds__(256, 2) k_gemv_dp4a(cu_wview W, const float *_
                 }
         }
     }
-    gemv_store<RPW, 1>(acc, warp, lane, kidx, rg, ks_log2, rbase, rows, bias, y, accumulate);
+    gemv_store<RPW, 1>(acc, L, W.rows, bias, y, accumulate);
 }
 
 static int g_qdot = 1; /* FM_CUDA_QDOT (cuda_internal.h) */

@@ -9,6 +9,23 @@
 
 __device__ __forceinline__ float4 ld_x(const float *p) { return __ldg(reinterpret_cast<const float4 *>(p)); }
 
+/* A block's 8 warps over its rows: warp `warp` does rows rbase .. rbase + RPW - 1 (its row group rg =
+   warp >> ks_log2) and the kidx-th of their ksplit = 2^ks_log2 column slices. */
+struct gemv_split {
+    int warp, lane, ks_log2, kidx, rg;
+    int64_t rbase;
+};
+template <int RPW> __device__ __forceinline__ gemv_split gemv_split_of(int ks_log2) {
+    gemv_split L;
+    L.warp = threadIdx.x >> 5;
+    L.lane = threadIdx.x & 31;
+    L.ks_log2 = ks_log2;
+    L.kidx = L.warp & ((1 << ks_log2) - 1);
+    L.rg = L.warp >> ks_log2;
+    L.rbase = ((int64_t)blockIdx.x * (8 >> ks_log2) + L.rg) * RPW;
+    return L;
+}
+
 /* Where rows rbase .. rbase + RPW - 1 of W start (rows past the end: the last row, computed and not
    stored), their quants / elements and, quantized, their scales. */
 template <int WT, int RPW>
@@ -47,10 +64,10 @@ __device__ __forceinline__ void load_batch(uint4 (&wv)[U][RPW], float (&sc)[U][R
 /* The end of a GEMV block: each lane's partial sums added over the warp, then over the ksplit warps
    sharing rows (shared memory, fixed order: deterministic), bias, and y[b][row] (+)= the result. */
 template <int RPW, int NB>
-__device__ __forceinline__ void gemv_store(float (&acc)[RPW][NB], int warp, int lane, int kidx, int rg, int ks_log2,
-                                           int64_t rbase, int64_t rows, const float *__restrict__ bias,
-                                           float *__restrict__ y, int accumulate) {
-    const int ksplit = 1 << ks_log2;
+__device__ __forceinline__ void gemv_store(float (&acc)[RPW][NB], const gemv_split &L, int64_t rows,
+                                           const float *__restrict__ bias, float *__restrict__ y, int accumulate) {
+    const int warp = L.warp, lane = L.lane, kidx = L.kidx, rg = L.rg;
+    const int ksplit = 1 << L.ks_log2;
 #pragma unroll
     for (int r = 0; r < RPW; r++)
 #pragma unroll
@@ -73,16 +90,14 @@ __device__ __forceinline__ void gemv_store(float (&acc)[RPW][NB], int warp, int 
 #pragma unroll
         for (int b = 0; b < NB; b++) {
             if (lane != r * NB + b) continue;
-            const int64_t row = rbase + r;
+            const int64_t row = L.rbase + r;
             if (row >= rows) continue;
             float v = acc[r][b];
             if (ksplit > 1) {
                 v = 0.0f;
                 for (int k = 0; k < ksplit; k++) v += part[rg * ksplit + k][r * NB + b];
             }
-            if (bias) v += bias[row];
-            float *dst = y + (size_t)b * rows + row;
-            *dst = accumulate ? *dst + v : v;
+            gemv_out(y + (size_t)b * rows, row, v, bias, accumulate);
         }
 }
 

@@ -220,9 +220,7 @@ __global__ void __launch_bounds__(TC_WARPS * 32, 2) k_gemv_tc(cu_wview W, const 
             const int w = tile * ksplit + k;
             v += part[w][i][j] + part[w][i][n + j];
         }
-        if (bias) v += bias[row];
-        float *dst = y + (size_t)j * rows + row;
-        *dst = accumulate ? *dst + v : v;
+        gemv_out(y + (size_t)j * rows, row, v, bias, accumulate);
     }
 }
 

@@ -92,15 +92,7 @@ __global__ void __launch_bounds__(256, MINB) k_gemv(cu_wview W, const float *__r
             float sb[U][RPW];
             if (gn < ngran) load_batch<WT, RPW, U>(wb, sb, wrow, srow, gn, step, ngran);
             mul_batch<WT, NB, RPW, U>(wa, sa, acc, x, cols, g0, step, ngran);
-            if (gn < ngran) {
-#pragma unroll
-                for (int u = 0; u < U; u++)
-#pragma unroll
-                    for (int r = 0; r < RPW; r++) {
-                        wa[u][r] = wb[u][r];
-                        sa[u][r] = sb[u][r];
-                    }
-            }
+            if (gn < ngran) take_batch<RPW, U>(wa, sa, wb, sb);
         } else {
             mul_batch<WT, NB, RPW, U>(wa, sa, acc, x, cols, g0, step, ngran);
             if (gn < ngran) load_batch<WT, RPW, U>(wa, sa, wrow, srow, gn, step, ngran);

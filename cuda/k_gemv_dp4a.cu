@@ -64,15 +64,7 @@ __global__ void __launch_bounds__(256, 2) k_gemv_dp4a(cu_wview W, const float *_
         float sb[U][RPW];
         if (gn < ngran) load_batch<WT, RPW, U>(wb, sb, wrow, srow, gn, step, ngran);
         dot_batch<WT, RPW, U>(wa, sa, acc, xq, xs, nblk, g0, step, ngran);
-        if (gn < ngran) {
-#pragma unroll
-            for (int u = 0; u < U; u++)
-#pragma unroll
-                for (int r = 0; r < RPW; r++) {
-                    wa[u][r] = wb[u][r];
-                    sa[u][r] = sb[u][r];
-                }
-        }
+        if (gn < ngran) take_batch<RPW, U>(wa, sa, wb, sb);
     }
     gemv_store<RPW, 1>(acc, L, W.rows, bias, y, accumulate);
 }

@@ -61,6 +61,19 @@ __device__ __forceinline__ void load_batch(uint4 (&wv)[U][RPW], float (&sc)[U][R
     }
 }
 
+/* Software pipelining: the batch loaded in flight (wb, sb) becomes the current one (wa, sa). */
+template <int RPW, int U>
+__device__ __forceinline__ void take_batch(uint4 (&wa)[U][RPW], float (&sa)[U][RPW], const uint4 (&wb)[U][RPW],
+                                           const float (&sb)[U][RPW]) {
+#pragma unroll
+    for (int u = 0; u < U; u++)
+#pragma unroll
+        for (int r = 0; r < RPW; r++) {
+            wa[u][r] = wb[u][r];
+            sa[u][r] = sb[u][r];
+        }
+}
+
 /* The end of a GEMV block: each lane's partial sums added over the warp, then over the ksplit warps
    sharing rows (shared memory, fixed order: deterministic), bias, and y[b][row] (+)= the result. */
 template <int RPW, int NB>

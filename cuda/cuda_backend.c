@@ -219,6 +219,8 @@ static int cu_init(const fm_backend_host *host, const fm_backend_config *cfg, vo
     const char *la = env_str("FM_CUDA_LAYERS");
     /* off by default: slower than the per-op path so far (docs/PERFORMANCE.md) */
     be->layers_on = !la ? 0 : strcmp(la, "2") == 0 ? 2 : strcmp(la, "0") != 0;
+    const char *fu = env_str("FM_CUDA_FUSED");
+    be->fused_on = !(fu && strcmp(fu, "0") == 0);
     const char *lp = env_str("FM_CUDA_LAYERS_PROFILE");
     be->layer_profile = lp && strcmp(lp, "0") != 0;
 
@@ -257,6 +259,8 @@ static int cu_init(const fm_backend_host *host, const fm_backend_config *cfg, vo
         cuk_set_bulk(bm ? atoi(bm) : 1, major >= 9, (size_t)optin, bk ? atoi(bk) : 220, bt ? atoi(bt) : 96);
         const char *bw = env_str("FM_CUDA_BULK_WARPS");
         cuk_set_bulk_warps(bw ? atoi(bw) : 16);
+        const char *bs = env_str("FM_CUDA_BULK_STAGES");
+        cuk_set_bulk_stages(bs ? atoi(bs) : 0);
         const char *pf = env_str("FM_CUDA_PREFETCH");
         cuk_set_prefetch(pf && strcmp(pf, "0") != 0);
     }

@@ -54,6 +54,7 @@ typedef struct cu_backend {
     /* the layers kernel (cuda_layers.c): on with FM_CUDA_LAYERS=1 (2: declining is an error); its
        device weight table, the host copy it was made from, and its grid barrier's counter */
     int layers_on;
+    int fused_on;         /* FM_CUDA_FUSED=0 turns cu_fused_layers off (the core's per-op path instead) */
     cu_layer *layer_tab, *layer_tab_host;
     size_t layer_tab_n;
     unsigned *layer_bar;
@@ -119,11 +120,19 @@ int cu_matmul_locked(cu_backend *be, const fm_weight *W, const float *bias, cons
                      int accumulate);
 int cu_conv1d(void *be, const fm_conv_args *a);
 int cu_ssm(void *be, const fm_ssm_args *a);
+/* The same with the lock already held (cu_enter), for composite entry points. */
+int cu_conv1d_locked(cu_backend *be, const fm_conv_args *a);
+int cu_ssm_locked(cu_backend *be, const fm_ssm_args *a);
+/* A kernel launch table for segments [s0, s0 + cnt) (in a capture: offsets from the step's slot bases). */
+int cu_segtab_fill(cu_backend *be, const fm_segment *segs, size_t s0, size_t cnt, cu_segtab *t);
 /* Scratch the ops need for n rows of m's shapes (called before a capture). */
 int cu_reserve_rows(cu_backend *be, size_t rows, size_t max_cols);
 
-/* All layers of a one-sequence decode step in one kernel (cuda_layers.c). */
+/* The decode_layers entry (cuda_layers.c): a one-sequence step's layers in one persistent kernel
+   (FM_CUDA_LAYERS=1), else through cu_fused_layers, else declined. */
 int cu_decode_layers(void *be, const fm_layers_args *a, int *done);
+/* A one-sequence step's layers as four launches per layer (cuda_fused.c); lock held. */
+int cu_fused_layers(cu_backend *be, const fm_layers_args *a, int *done);
 
 /* Weights (cuda_weights.c). */
 int cu_weight_create(void *be, const fm_weight_desc *d, fm_weight **out);

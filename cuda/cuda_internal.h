@@ -103,8 +103,32 @@ cudaError_t cuk_gemv_dp4a(cudaStream_t s, cu_wview W, const float *b, const floa
 void cuk_set_bulk(int mode, int sm90, size_t smem_optin, int smem_kb, int tile_kb);
 /* Warps per bulk-copy block, 16 (default) or 8 (FM_CUDA_BULK_WARPS). */
 void cuk_set_bulk_warps(int warps);
+/* FM_CUDA_BULK_STAGES: 0 (default) = the largest power-of-two tile up to the tile limit; n = tiles of
+   fewer rows (any count) until at least n stages fit the budget. */
+void cuk_set_bulk_stages(int min_stages);
 cudaError_t cuk_gemv_bulk(cudaStream_t s, cu_wview W, const float *b, const float *x, float *y, int accumulate,
                           int sm_count, int *taken);
+/* What the bulk-copy GEMV can fuse around a one-sequence product (cuk_gemv_bulk_fused; zeroed = nothing):
+   norm: x is the residual stream and the product takes rmsnorm(x) * norm_w instead (norm_w NULL =
+   weightless, eps as the rmsnorm op's); conv_di > 0: rows < conv_di of the output are the conv1d's
+   input channels, and each such row's decode conv step follows right in the epilogue (u[row] =
+   silu(conv_b + the K taps over its state and the new value), the state shifted, as cuk_conv's decode
+   form). The conv state is conv_state, or in a captured graph bases[0] + conv_off (as cu_segtab). */
+typedef struct cu_bulk_fuse {
+    int32_t norm;
+    float eps;
+    const float *norm_w;
+    int32_t conv_di, conv_k, conv_slots; /* conv_slots: set by the launcher */
+    const float *conv_w, *conv_b;        /* [conv_di][conv_k], [conv_di] or NULL */
+    float *u;                            /* [conv_di] the conv's output */
+    float *conv_state;                   /* [conv_di][conv_k - 1] */
+    float *const *bases;
+    int64_t conv_off;
+} cu_bulk_fuse;
+/* y = W x' + b with the fusions of f (accumulate off; x must not be y when f->norm). *taken as for
+   cuk_gemv_bulk: when 0 nothing was enqueued and the caller runs the separate kernels. */
+cudaError_t cuk_gemv_bulk_fused(cudaStream_t s, cu_wview W, const float *b, const float *x, float *y, int sm_count,
+                                const cu_bulk_fuse *f, int *taken);
 /* The generic one-warp-per-row kernel, any shape: the reference kernel_bench checks the others against. */
 cudaError_t cuk_gemv_reference(cudaStream_t s, cu_wview W, const float *b, const float *x, int n, float *y,
                                int accumulate);

@@ -4,7 +4,7 @@
    (the core issues the ops). Off unless FM_CUDA_LAYERS=1 (it is still slower than the per-op path on
    the H200, docs/PERFORMANCE.md); =2 also makes declining an error (tests). The per-layer weight
    table lives on the device and is rebuilt (outside graph captures) whenever the weights it would
-   hold differ. */
+   hold differ. Without FM_CUDA_LAYERS the entry goes to cu_fused_layers (cuda_fused.c). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -80,6 +80,11 @@ int cu_decode_layers(void *vbe, const fm_layers_args *a, int *done) {
     *done = 0;
     int st = cu_enter(be);
     if (st) return st;
+    if (!be->layers_on) {
+        st = cu_fused_layers(be, a, done);
+        cu_leave(be);
+        return st;
+    }
     int wt = 0;
     const char *why = !be->layers_on ? "off" : a->n_seqs != 1 ? "more than one sequence" : NULL;
     if (!why && !layer_table(be, a, &wt, &st) && !st) why = "mixed weight types, or a graph capture before the first step";

@@ -157,7 +157,7 @@ int cu_matmul(void *vbe, const fm_weight *W, const fm_weight *b, const float *x,
 
 /* Fill a launch table with segments [s0, s0 + cnt). In a capture the state pointers become offsets
    from the step's slot bases (the same offset for every sequence: the slot layout is uniform). */
-static int segtab(cu_backend *be, const fm_segment *segs, size_t s0, size_t cnt, cu_segtab *t) {
+int cu_segtab_fill(cu_backend *be, const fm_segment *segs, size_t s0, size_t cnt, cu_segtab *t) {
     memset(t, 0, offsetof(cu_segtab, row0));
     t->n = (int32_t)cnt;
     t->first = (int32_t)s0;
@@ -191,32 +191,34 @@ static int all_single(const fm_segment *segs, size_t n) {
     return 1;
 }
 
-int cu_conv1d(void *vbe, const fm_conv_args *a) {
-    cu_backend *be = vbe;
-    int st = cu_enter(be);
-    if (st) return st;
+int cu_conv1d_locked(cu_backend *be, const fm_conv_args *a) {
+    int st = FM_BE_OK;
     const int decode = all_single(a->segs, a->n_segs);
     cu_segtab t;
     for (size_t s0 = 0; st == FM_BE_OK && s0 < a->n_segs; s0 += CU_MAX_SEGS) {
         size_t cnt = a->n_segs - s0 < CU_MAX_SEGS ? a->n_segs - s0 : CU_MAX_SEGS;
-        if ((st = segtab(be, a->segs, s0, cnt, &t))) break;
+        if ((st = cu_segtab_fill(be, a->segs, s0, cnt, &t))) break;
         st = cu_err(be,
                     cuk_conv(be->stream, &t, decode, 0, a->in, a->ld_in, a->out, a->w->v.data,
                              a->b ? (const float *)a->b->v.data : NULL, a->d_inner, a->d_conv),
                     "conv1d");
     }
+    return st;
+}
+
+int cu_conv1d(void *vbe, const fm_conv_args *a) {
+    cu_backend *be = vbe;
+    int st = cu_enter(be);
+    if (st) return st;
+    st = cu_conv1d_locked(be, a);
     cu_leave(be);
     return st;
 }
 
-int cu_ssm(void *vbe, const fm_ssm_args *a) {
-    cu_backend *be = vbe;
-    int st = cu_enter(be);
-    if (st) return st;
-    if (a->d_state > 64) {
-        cu_leave(be);
+int cu_ssm_locked(cu_backend *be, const fm_ssm_args *a) {
+    int st = FM_BE_OK;
+    if (a->d_state > 64)
         return cu_fail(be, FM_BE_ERR_INVALID_ARGUMENT, "cuda backend: d_state %d > 64 is not supported", a->d_state);
-    }
     cu_ssm_params p = {a->xdbl, a->u, a->z, a->ld_z, a->y, a->dt_w->v, (const float *)a->dt_b->v.data,
                        (const float *)a->A->v.data, (const float *)a->D->v.data, a->d_inner, a->d_state,
                        a->dt_rank, a->norm_dt_b_c, a->norm_eps};
@@ -227,10 +229,9 @@ int cu_ssm(void *vbe, const fm_ssm_args *a) {
     if (a->n_segs == 1 && all_single(a->segs, a->n_segs) && a->dt_rank <= 512) {
         for (size_t s0 = 0; st == FM_BE_OK && s0 < a->n_segs; s0 += CU_MAX_SEGS) {
             size_t cnt = a->n_segs - s0 < CU_MAX_SEGS ? a->n_segs - s0 : CU_MAX_SEGS;
-            if ((st = segtab(be, a->segs, s0, cnt, &t))) break;
+            if ((st = cu_segtab_fill(be, a->segs, s0, cnt, &t))) break;
             st = cu_err(be, cuk_ssm_decode(be->stream, &t, &p), "ssm (decode)");
         }
-        cu_leave(be);
         return st;
     }
     size_t rows = 0, chunks = 0;
@@ -251,10 +252,7 @@ int cu_ssm(void *vbe, const fm_ssm_args *a) {
     size_t off_scan = off_delta + ((rows * di * 4 + 255) / 256) * 256;
     /* the chunked scan's carries: only for segments of several chunks */
     size_t need = off_scan + (chunked && longest > CU_SCAN_LC ? chunks * di * (N + 1) * 4 : 0);
-    if ((st = cu_reserve(be, &be->ssm_scratch, &be->ssm_scratch_bytes, need, "ssm scratch"))) {
-        cu_leave(be);
-        return st;
-    }
+    if ((st = cu_reserve(be, &be->ssm_scratch, &be->ssm_scratch_bytes, need, "ssm scratch"))) return st;
     float *dtn = be->ssm_scratch, *bc = (float *)((char *)be->ssm_scratch + off_bc),
           *delta = (float *)((char *)be->ssm_scratch + off_delta), *scan = (float *)((char *)be->ssm_scratch + off_scan);
     st = cu_err(be, cuk_ssm_norm(be->stream, a->xdbl, (int)rows, (int)R, (int)N, a->norm_dt_b_c, a->norm_eps, dtn, bc),
@@ -262,12 +260,20 @@ int cu_ssm(void *vbe, const fm_ssm_args *a) {
     if (!st) st = cu_matmul_locked(be, a->dt_w, (const float *)a->dt_b->v.data, dtn, rows, delta, 0);
     for (size_t s0 = 0; st == FM_BE_OK && s0 < a->n_segs; s0 += CU_MAX_SEGS) {
         size_t cnt = a->n_segs - s0 < CU_MAX_SEGS ? a->n_segs - s0 : CU_MAX_SEGS;
-        if ((st = segtab(be, a->segs, s0, cnt, &t))) break;
+        if ((st = cu_segtab_fill(be, a->segs, s0, cnt, &t))) break;
         st = cu_err(be,
                     chunked ? cuk_scan_chunked(be->stream, &t, &p, delta, bc, scan)
                             : cuk_ssm_scan(be->stream, &t, &p, delta, bc),
                     "ssm (scan)");
     }
+    return st;
+}
+
+int cu_ssm(void *vbe, const fm_ssm_args *a) {
+    cu_backend *be = vbe;
+    int st = cu_enter(be);
+    if (st) return st;
+    st = cu_ssm_locked(be, a);
     cu_leave(be);
     return st;
 }

@@ -19,6 +19,9 @@
  */
 #include "k_qdot.cuh"
 
+#include <atomic>
+#include <mutex>
+
 #define BULK_MAX_STAGES 8
 
 __device__ __forceinline__ unsigned smem_addr(const void *p) { return (unsigned)__cvta_generic_to_shared(p); }
@@ -76,10 +79,56 @@ __device__ __forceinline__ void fetch_tile(const cu_wview &W, int64_t tile, int 
     if (is_quant(WT)) bulk_copy(st + tr * rb, W.scales + r0 * (W.cols / CU_QBLOCK), (unsigned)(nr * sb), bar);
 }
 
-/* bf16: x into two planes of float4s, plane h holding the h-th float4 of every 8-element granule. */
-__device__ __forceinline__ void stage_x_f32(const float *__restrict__ x, int64_t cols, float4 *xf) {
+/* bf16: x into two planes of float4s, plane h holding the h-th float4 of every 8-element granule;
+   norm: x * scale * nw instead (as quantize_x_smem). */
+__device__ __forceinline__ void stage_x_f32(const float *__restrict__ x, int64_t cols, float4 *xf, int norm, float scale,
+                                            const float *nw) {
     const int ng = (int)(cols / 8);
-    for (int i = threadIdx.x; i < 2 * ng; i += blockDim.x) xf[(i & 1) * ng + (i >> 1)] = ld_x(x + (size_t)i * 4);
+    for (int i = threadIdx.x; i < 2 * ng; i += blockDim.x) {
+        float4 v = ld_x(x + (size_t)i * 4);
+        if (norm) {
+            const float4 w = nw ? ld_x(nw + (size_t)i * 4) : make_float4(1.0f, 1.0f, 1.0f, 1.0f);
+            v = make_float4(v.x * scale * w.x, v.y * scale * w.y, v.z * scale * w.z, v.w * scale * w.w);
+        }
+        xf[(i & 1) * ng + (i >> 1)] = v;
+    }
+}
+
+/* The rmsnorm's scale 1 / sqrt(mean(x^2) + eps) over x[cols], block-wide (double sums, as k_rmsnorm). */
+template <int NW> __device__ float block_rms_scale(const float *__restrict__ x, int64_t cols, float eps, double *red) {
+    double ss = 0;
+    for (int64_t i = threadIdx.x; i < cols / 4; i += blockDim.x) {
+        const float4 v = ld_x(x + i * 4);
+        ss += (double)v.x * v.x + (double)v.y * v.y + (double)v.z * v.z + (double)v.w * v.w;
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;
+    __syncthreads();
+    double t = 0;
+#pragma unroll
+    for (int w = 0; w < NW; w++) t += red[w];
+    return (float)(1.0 / sqrt(t / (double)cols + (double)eps));
+}
+
+/* Floats per conv slot in shared memory: the channel's K weights, its bias, its K - 1 state values. */
+__host__ __device__ inline int conv_slot_floats(int K) { return 2 * K; }
+
+/* The output of row `row` (gemv_out), and with the fused conv step (rows < f.conv_di) that channel's
+   conv1d decode step from its shared-memory slot cs: as k_conv_decode. */
+__device__ __forceinline__ void bulk_out(const cu_bulk_fuse &f, const float *cs, float *y, int64_t row, float v,
+                                         const float *bias, int accumulate) {
+    if (bias) v += bias[row];
+    y[row] = accumulate ? y[row] + v : v;
+    if (row >= f.conv_di) return;
+    const int K = f.conv_k, km1 = K - 1;
+    float acc = cs[K];
+    for (int k = 0; k < km1; k++) acc += cs[k] * cs[K + 1 + k];
+    acc += cs[km1] * v;
+    f.u[row] = silu_f(acc);
+    float *st = (f.bases ? f.bases[0] + f.conv_off : f.conv_state) + (size_t)row * km1;
+    for (int j = 0; j + 1 < km1; j++) st[j] = cs[K + 2 + j];
+    if (km1 > 0) st[km1 - 1] = v;
 }
 
 /* Row r of stage st dotted with the staged x over granules g = g0, g0 + step, ... */
@@ -123,18 +172,24 @@ __device__ __forceinline__ float row_dot(const unsigned char *st, int r, int tr,
 template <int WT, int NW>
 __global__ void __launch_bounds__(NW * 32, 1) k_gemv_bulk(cu_wview W, const float *__restrict__ bias,
                                                       const float *__restrict__ x, float *__restrict__ y, int accumulate,
-                                                      int tr, int stages) {
+                                                      int tr, int stages, cu_bulk_fuse f) {
     pdl_trigger();
     extern __shared__ __align__(128) unsigned char bulk_smem[];
     __shared__ uint64_t full[BULK_MAX_STAGES];
     __shared__ float red[2][NW];
+    __shared__ double red_d[NW];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int64_t rows = W.rows, cols = W.cols;
     const int64_t ntiles = (rows + tr - 1) / tr;
     const size_t stb = stage_bytes<WT>(cols, tr);
     unsigned char *xsm = bulk_smem + (size_t)stages * stb;
-    /* tiles of NW+ rows: rpw rows per warp; fewer: each row's columns split over `parts` warps */
-    const int rpw = tr >= NW ? tr / NW : 1, parts = tr >= NW ? 1 : NW / tr, part = tr >= NW ? 0 : warp / tr;
+    /* the fused conv's slots: this block's tiles' rows < conv_di, tile ordinal i, row r -> slot i tr + r */
+    float *conv_sm = reinterpret_cast<float *>(xsm + x_bytes(WT, cols));
+    const int K = f.conv_k, csf = conv_slot_floats(K);
+    /* tiles of NW+ rows: up to rpw rows per warp; fewer: each row's columns split over `parts` warps
+       (warps past parts x tr idle: tr need not divide NW) */
+    const int rpw = tr >= NW ? (tr + NW - 1) / NW : 1, parts = tr >= NW ? 1 : NW / tr, part = tr >= NW ? 0 : warp / tr;
+    const bool active = part < parts;
 
     if (threadIdx.x == 0) {
         for (int s = 0; s < stages; s++) mbar_init(&full[s]);
@@ -146,10 +201,26 @@ __global__ void __launch_bounds__(NW * 32, 1) k_gemv_bulk(cu_wview W, const floa
             if (t < ntiles) fetch_tile<WT>(W, t, tr, bulk_smem + (size_t)s * stb, &full[s]);
         }
     }
+    const int slots = f.conv_di > 0 ? f.conv_slots : 0;
+    for (int i = threadIdx.x; i < slots; i += blockDim.x) { /* the conv weights: before the wait */
+        const int64_t row = (blockIdx.x + (int64_t)(i / tr) * gridDim.x) * tr + i % tr;
+        if (row >= f.conv_di) continue;
+        for (int k = 0; k < K; k++) conv_sm[(size_t)i * csf + k] = f.conv_w[(size_t)row * K + k];
+        conv_sm[(size_t)i * csf + K] = f.conv_b ? f.conv_b[row] : 0.0f;
+    }
     pdl_wait();
-    if constexpr (WT == CU_BF16) stage_x_f32(x, cols, reinterpret_cast<float4 *>(xsm));
+    if (slots) {
+        const float *cst = f.bases ? f.bases[0] + f.conv_off : f.conv_state;
+        for (int i = threadIdx.x; i < slots; i += blockDim.x) {
+            const int64_t row = (blockIdx.x + (int64_t)(i / tr) * gridDim.x) * tr + i % tr;
+            if (row >= f.conv_di) continue;
+            for (int k = 0; k < K - 1; k++) conv_sm[(size_t)i * csf + K + 1 + k] = cst[(size_t)row * (K - 1) + k];
+        }
+    }
+    const float nscale = f.norm ? block_rms_scale<NW>(x, cols, f.eps, red_d) : 1.0f;
+    if constexpr (WT == CU_BF16) stage_x_f32(x, cols, reinterpret_cast<float4 *>(xsm), f.norm, nscale, f.norm_w);
     else quantize_x_smem<WT>(x, (int)(cols / CU_QBLOCK), reinterpret_cast<signed char *>(xsm),
-                             reinterpret_cast<int2 *>(xsm + cols));
+                             reinterpret_cast<int2 *>(xsm + cols), f.norm, nscale, f.norm_w);
     __syncthreads();
 
     int i = 0;
@@ -157,8 +228,9 @@ __global__ void __launch_bounds__(NW * 32, 1) k_gemv_bulk(cu_wview W, const floa
         const int s = i % stages;
         unsigned char *st = bulk_smem + (size_t)s * stb;
         mbar_wait(&full[s], (unsigned)(i / stages) & 1u);
-        for (int k = 0; k < rpw; k++) {
+        for (int k = 0; k < rpw && active; k++) {
             const int r = tr >= NW ? warp + NW * k : warp % tr; /* the tile's row this warp does now */
+            if (r >= tr) break;
             const int64_t row = t * tr + r;
             float acc = row < rows ? row_dot<WT>(st, r, tr, cols, xsm, part * 32 + lane, 32 * parts) : 0.0f;
 #pragma unroll
@@ -166,7 +238,7 @@ __global__ void __launch_bounds__(NW * 32, 1) k_gemv_bulk(cu_wview W, const floa
             if (parts > 1) {
                 if (lane == 0) red[i & 1][warp] = acc;
             } else if (lane == 0 && row < rows) {
-                gemv_out(y, row, acc, bias, accumulate);
+                bulk_out(f, conv_sm + (size_t)(i * tr + r) * csf, y, row, acc, bias, accumulate);
             }
         }
         __syncthreads(); /* every warp is done with stage s, and its part is in red */
@@ -180,7 +252,7 @@ __global__ void __launch_bounds__(NW * 32, 1) k_gemv_bulk(cu_wview W, const floa
         if (parts > 1 && warp == 0 && lane < tr && t * tr + lane < rows) {
             float v = 0.0f;
             for (int p = 0; p < parts; p++) v += red[i & 1][p * tr + lane];
-            gemv_out(y, t * tr + lane, v, bias, accumulate);
+            bulk_out(f, conv_sm + (size_t)(i * tr + lane) * csf, y, t * tr + lane, v, bias, accumulate);
         }
     }
 }
@@ -189,10 +261,14 @@ static int g_mode = 1;      /* FM_CUDA_BULK (cuda_internal.h) */
 static int g_kb = 220;      /* FM_CUDA_BULK_KB */
 static int g_tile_kb = 96;  /* FM_CUDA_BULK_TILE_KB */
 static int g_warps = 16;    /* FM_CUDA_BULK_WARPS: 8 or 16 per block */
+static int g_min_stages = 0; /* FM_CUDA_BULK_STAGES: 0 = tiles as above; n = shrink them until n stages fit */
 static int g_sm90_all = 0;  /* every device opened so far is sm_90+ */
 static size_t g_smem_cap = (size_t)-1; /* the least opt-in shared memory per block of those devices */
 
 extern "C" void cuk_set_bulk_warps(int warps) { g_warps = warps == 8 ? 8 : 16; }
+extern "C" void cuk_set_bulk_stages(int min_stages) {
+    g_min_stages = min_stages < 0 ? 0 : min_stages > BULK_MAX_STAGES ? BULK_MAX_STAGES : min_stages;
+}
 
 extern "C" void cuk_set_bulk(int mode, int sm90, size_t smem_optin, int smem_kb, int tile_kb) {
     static int older_seen;
@@ -206,46 +282,112 @@ extern "C" void cuk_set_bulk(int mode, int sm90, size_t smem_optin, int smem_kb,
     g_tile_kb = tile_kb < 1 ? 1 : tile_kb;
 }
 
+/* The kernel k may take shm bytes of dynamic shared memory on the current device: cudaFuncSetAttribute
+   once per kernel, device and larger size (it costs microseconds of host time per call, and eager
+   decode steps launch the kernel hundreds of times); false (error cleared) when the device refuses,
+   and then the register-fed GEMV runs instead. */
+#define BULK_MAX_DEVICES 64
+static bool smem_allowed(const void *k, size_t shm) {
+    static const void *kern[BULK_MAX_DEVICES][8];
+    static std::atomic<size_t> have[BULK_MAX_DEVICES][8];
+    static std::mutex mu;
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return false;
+    }
+    int slot = -1;
+    if (dev >= 0 && dev < BULK_MAX_DEVICES) {
+        std::lock_guard<std::mutex> g(mu);
+        for (int i = 0; i < 8 && slot < 0; i++)
+            if (kern[dev][i] == k || !kern[dev][i]) {
+                kern[dev][i] = k;
+                slot = i;
+            }
+    }
+    if (slot >= 0 && have[dev][slot].load() >= shm) return true;
+    if (cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shm) != cudaSuccess) {
+        (void)cudaGetLastError(); /* not this device's size after all */
+        return false;
+    }
+    if (slot >= 0) {
+        size_t cur = have[dev][slot].load();
+        while (cur < shm && !have[dev][slot].compare_exchange_weak(cur, shm)) {
+        }
+    }
+    return true;
+}
+
 template <int WT>
 static cudaError_t launch(cudaStream_t s, cu_wview W, const float *b, const float *x, float *y, int acc, int sm_count,
-                          int *taken) {
+                          cu_bulk_fuse f, int *taken) {
     const int forced = g_mode == 2; /* tests: small matrices too, and 3 blocks, so stages are reused */
     const size_t xb = x_bytes(WT, W.cols), budget = (size_t)g_kb * 1024 < g_smem_cap ? (size_t)g_kb * 1024 : g_smem_cap;
-    if (budget < xb + 2 * stage_bytes<WT>(W.cols, 1)) return forced ? cudaErrorInvalidValue : cudaSuccess;
     int tr = 32;
     while (tr > 1 && stage_bytes<WT>(W.cols, tr) > (size_t)g_tile_kb * 1024) tr /= 2;
-    const size_t stb = stage_bytes<WT>(W.cols, tr);
-    int stages = (int)((budget - xb) / stb);
+    const int64_t blocks = forced ? 3 : sm_count;
+    /* the fused conv's slots: as many rows as the block's share of the conv tiles */
+    auto conv_bytes = [&](int t) -> size_t {
+        if (f.conv_di <= 0) return 0;
+        const int64_t nt = (W.rows + t - 1) / t, grid = nt < blocks ? nt : blocks;
+        const int64_t ctiles = (f.conv_di + t - 1) / t, per = (ctiles + grid - 1) / grid;
+        return (size_t)(per * t) * conv_slot_floats(f.conv_k) * sizeof(float);
+    };
+    /* FM_CUDA_BULK_STAGES: the largest tile (any row count) that still leaves that many stages */
+    if (g_min_stages > 0 && budget > xb)
+        while (tr > 1 && (budget - xb - conv_bytes(tr)) / stage_bytes<WT>(W.cols, tr) < (size_t)g_min_stages &&
+               budget > xb + conv_bytes(tr - 1))
+            tr--;
+    const size_t stb = stage_bytes<WT>(W.cols, tr), cb = conv_bytes(tr);
+    const int64_t ntiles = (W.rows + tr - 1) / tr, grid = ntiles < blocks ? ntiles : blocks;
+    f.conv_slots = cb ? (int32_t)(cb / (conv_slot_floats(f.conv_k) * sizeof(float))) : 0;
+    if (budget < xb + cb + 2 * stb) return forced ? cudaErrorInvalidValue : cudaSuccess; /* forced: say the knobs do not fit */
+    int stages = (int)((budget - xb - cb) / stb);
     if (stages > BULK_MAX_STAGES) stages = BULK_MAX_STAGES;
-    const int64_t ntiles = (W.rows + tr - 1) / tr;
-    if (stages < 2) return forced ? cudaErrorInvalidValue : cudaSuccess; /* forced: say the knobs do not fit */
     if (ntiles < sm_count && !forced) return cudaSuccess;
-    const size_t shm = (size_t)stages * stb + xb;
-    void (*k)(cu_wview, const float *, const float *, float *, int, int, int) =
+    const size_t shm = (size_t)stages * stb + xb + cb;
+    void (*k)(cu_wview, const float *, const float *, float *, int, int, int, cu_bulk_fuse) =
         g_warps == 16 ? k_gemv_bulk<WT, 16> : k_gemv_bulk<WT, 8>;
-    if (cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shm) != cudaSuccess) {
-        (void)cudaGetLastError(); /* not this device's size after all: the register-fed GEMV instead */
-        return forced ? cudaErrorInvalidValue : cudaSuccess;
-    }
+    if (!smem_allowed((const void *)k, shm)) return forced ? cudaErrorInvalidValue : cudaSuccess;
     *taken = 1;
-    const int64_t blocks = forced ? 3 : sm_count, grid = ntiles < blocks ? ntiles : blocks;
-    return cuk_launch(k, dim3((unsigned)grid), dim3(32 * g_warps), shm, s, W, b, x, y, acc, tr, stages);
+    return cuk_launch(k, dim3((unsigned)grid), dim3(32 * g_warps), shm, s, W, b, x, y, acc, tr, stages, f);
+}
+
+/* Whether the bulk-copy GEMV can take W and x at all (its shape and alignment rules, not its budget). */
+static int takes(cu_wview W, const float *x) {
+    if (!g_mode || !g_sm90_all || ((uintptr_t)W.data & 15) || ((uintptr_t)x & 15)) return 0;
+    switch (W.dtype) {
+    case CU_BF16: return W.cols % 8 == 0 && W.cols / 8 < (1 << 28);
+    case CU_Q8_0:
+    case CU_Q4_0: /* whole 16-byte scale ranges per tile */
+        return W.cols % 256 == 0 && W.scales && ((uintptr_t)W.scales & 15) == 0 && W.cols / CU_QBLOCK < (1 << 24);
+    }
+    return 0;
+}
+
+static cudaError_t dispatch(cudaStream_t s, cu_wview W, const float *b, const float *x, float *y, int accumulate,
+                            int sm_count, const cu_bulk_fuse &f, int *taken) {
+    *taken = 0;
+    if (!takes(W, x)) return cudaSuccess;
+    switch (W.dtype) {
+    case CU_BF16: return launch<CU_BF16>(s, W, b, x, y, accumulate, sm_count, f, taken);
+    case CU_Q8_0: return launch<CU_Q8_0>(s, W, b, x, y, accumulate, sm_count, f, taken);
+    case CU_Q4_0: return launch<CU_Q4_0>(s, W, b, x, y, accumulate, sm_count, f, taken);
+    }
+    return cudaSuccess;
 }
 
 extern "C" cudaError_t cuk_gemv_bulk(cudaStream_t s, cu_wview W, const float *b, const float *x, float *y,
                                      int accumulate, int sm_count, int *taken) {
+    const cu_bulk_fuse none = {};
+    return dispatch(s, W, b, x, y, accumulate, sm_count, none, taken);
+}
+
+extern "C" cudaError_t cuk_gemv_bulk_fused(cudaStream_t s, cu_wview W, const float *b, const float *x, float *y,
+                                           int sm_count, const cu_bulk_fuse *f, int *taken) {
     *taken = 0;
-    if (!g_mode || !g_sm90_all || ((uintptr_t)W.data & 15) || ((uintptr_t)x & 15)) return cudaSuccess;
-    switch (W.dtype) {
-    case CU_BF16:
-        if (W.cols % 8 || W.cols / 8 >= (1 << 28)) return cudaSuccess;
-        return launch<CU_BF16>(s, W, b, x, y, accumulate, sm_count, taken);
-    case CU_Q8_0:
-    case CU_Q4_0:
-        /* whole 16-byte scale ranges per tile */
-        if (W.cols % 256 || !W.scales || ((uintptr_t)W.scales & 15) || W.cols / CU_QBLOCK >= (1 << 24)) return cudaSuccess;
-        return W.dtype == CU_Q8_0 ? launch<CU_Q8_0>(s, W, b, x, y, accumulate, sm_count, taken)
-                                  : launch<CU_Q4_0>(s, W, b, x, y, accumulate, sm_count, taken);
-    }
-    return cudaSuccess;
+    if (f->norm && x == y) return cudaErrorInvalidValue; /* every block reads all of x while others write y */
+    if (f->conv_di > W.rows || f->conv_k < 0 || f->conv_k > 16 || (f->conv_di > 0 && (f->conv_k < 1 || !f->conv_w || !f->u)))
+        return cudaErrorInvalidValue;
+    return dispatch(s, W, b, x, y, 0, sm_count, *f, taken);
 }

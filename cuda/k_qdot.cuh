@@ -15,15 +15,25 @@
 /* Shared memory for the quantized activations: cols int8 and nblk {scale, offset}. */
 __host__ __device__ inline size_t qx_bytes(int64_t cols) { return (size_t)cols + (size_t)(cols / CU_QBLOCK) * 8; }
 
-/* Block b's 32 activations -> int8 with one scale, four lanes per block (8 values each). */
+/* Block b's 32 activations -> int8 with one scale, four lanes per block (8 values each). norm: the
+   activations are first x * scale * nw (an rmsnorm's output, nw NULL = weightless), computed as the
+   rmsnorm kernel does. */
 template <int WT>
-__device__ __forceinline__ void quantize_x_smem(const float *__restrict__ x, int nblk, signed char *xq, int2 *xs) {
+__device__ __forceinline__ void quantize_x_smem(const float *__restrict__ x, int nblk, signed char *xq, int2 *xs,
+                                                int norm = 0, float scale = 1.0f, const float *nw = nullptr) {
     const int lane = threadIdx.x & 31;
     const unsigned group = 0xFu << (lane & ~3); /* the four lanes of one block: always active together */
     for (int i = threadIdx.x; i < nblk * 4; i += blockDim.x) {
         const int b = i >> 2, sub = i & 3;
         const float4 a = ld_x(x + (size_t)b * 32 + sub * 8), c = ld_x(x + (size_t)b * 32 + sub * 8 + 4);
-        const float v[8] = {a.x, a.y, a.z, a.w, c.x, c.y, c.z, c.w};
+        float v[8] = {a.x, a.y, a.z, a.w, c.x, c.y, c.z, c.w};
+        if (norm) {
+            float4 wa = make_float4(1.0f, 1.0f, 1.0f, 1.0f), wc = wa;
+            if (nw) wa = ld_x(nw + (size_t)b * 32 + sub * 8), wc = ld_x(nw + (size_t)b * 32 + sub * 8 + 4);
+            const float w8[8] = {wa.x, wa.y, wa.z, wa.w, wc.x, wc.y, wc.z, wc.w};
+#pragma unroll
+            for (int k = 0; k < 8; k++) v[k] = v[k] * scale * w8[k];
+        }
         float amax = 0.0f;
 #pragma unroll
         for (int k = 0; k < 8; k++) amax = fmaxf(amax, fabsf(v[k]));

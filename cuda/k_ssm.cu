@@ -1,17 +1,17 @@
 /* k_ssm.cu - the selective SSM (cpu/cpu_ssm.c's reference), fp32 state.
  *
- * Decode (every segment one row): one kernel does the whole step. A block holds 16 channels, 8 lanes
- * each (16 when dt_rank > 256): the block normalises the row's dt/B/C (weightless rmsnorm,
- * FalconMamba) into shared memory, each lane group computes its channel's dt_proj dot and softplus,
- * lane l updates state elements l, l + 8, ... (s = exp(delta*A)*s + delta*B*u), and the lanes reduce
- * y = s.C, add D*u and apply the silu(z) gate.
+ * Decode (every segment one row): one kernel does the whole step. Each channel has 8 lanes (16 when
+ * dt_rank > 256), which between them hold the row's dt, B and C, the channel's dt_proj row and its
+ * state: the weightless rmsnorms of dt/B/C (FalconMamba), the dt_proj dot, softplus, the state update
+ * (s = exp(delta*A)*s + delta*B*u), y = s.C, D*u and the silu(z) gate need only reductions over those
+ * lanes (no shared memory, no block barrier).
  *
  * Prefill: dt/B/C norms for all rows (k_ssm_norm), delta = dt_proj(.) + dt_b as a matrix product (the
  * caller's), then k_ssm_scan: parallel over segments, channels and state elements (16 lanes per
  * channel), sequential over the segment's rows in chunks whose B/C are staged in shared memory, the
  * fp32 state held in registers from chunk to chunk and written back once at the end.
  */
-#include "k_common.cuh"
+#include "k_widen.cuh"
 
 #define GS 16        /* lanes per channel in the prefill scan */
 #define MAX_NJ 4     /* state elements per lane there: d_state <= 64 */
@@ -64,18 +64,64 @@ __device__ void norm_row(const float *row, int R, int N, int norm, float eps, fl
     __syncthreads();
 }
 
-#define DT_MAXJ 32 /* dt_proj elements per lane held in registers: dt_rank <= 32 x lanes per channel */
+/* 8 consecutive dt_proj elements of row c from column j0 (a multiple of 8; the row's 8-element pieces
+   16-, 8- or 4-byte aligned: R % 8 == 0 and 16-byte aligned data, checked by the launcher), fp32. */
+template <int WT> __device__ __forceinline__ void dt_load8(const cu_wview &w, int64_t c, int j0, float *o) {
+    if constexpr (WT == CU_F32) {
+        const float4 *p = reinterpret_cast<const float4 *>((const float *)w.data + c * w.cols + j0);
+        const float4 a = __ldg(p), b = __ldg(p + 1);
+        o[0] = a.x, o[1] = a.y, o[2] = a.z, o[3] = a.w, o[4] = b.x, o[5] = b.y, o[6] = b.z, o[7] = b.w;
+    } else if constexpr (WT == CU_F16 || WT == CU_BF16) {
+        const uint4 v = __ldg(reinterpret_cast<const uint4 *>((const unsigned short *)w.data + c * w.cols + j0));
+        const unsigned q[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            if constexpr (WT == CU_BF16) {
+                o[2 * i] = __uint_as_float(q[i] << 16);
+                o[2 * i + 1] = __uint_as_float(q[i] & 0xffff0000u);
+            } else {
+                const float2 f = h2f(q[i]);
+                o[2 * i] = f.x, o[2 * i + 1] = f.y;
+            }
+        }
+    } else {
+        const int64_t nblk = w.cols / CU_QBLOCK, blk = j0 / CU_QBLOCK, in = j0 % CU_QBLOCK;
+        const float d = f16_bits_to_f32(__ldg(w.scales + c * nblk + blk));
+        if constexpr (WT == CU_Q8_0) {
+            const uint2 v = __ldg(reinterpret_cast<const uint2 *>((const signed char *)w.data + c * w.cols + j0));
+            const unsigned q[2] = {v.x, v.y};
+#pragma unroll
+            for (int i = 0; i < 8; i++) o[i] = d * (float)(signed char)(q[i >> 2] >> (8 * (i & 3)));
+        } else {
+            /* quant.h order: byte k of a block holds element k (low nibble) and k + 16 (high) */
+            const unsigned char *rowp = (const unsigned char *)w.data + c * (w.cols / 2) + blk * 16 + (in & 15);
+            const uint2 v = __ldg(reinterpret_cast<const uint2 *>(rowp));
+            const unsigned q[2] = {v.x, v.y}, sh = in < 16 ? 0 : 4;
+#pragma unroll
+            for (int i = 0; i < 8; i++) o[i] = d * (float)((int)((q[i >> 2] >> (8 * (i & 3) + sh)) & 0xFu) - 8);
+        }
+    }
+}
 
-/* G lanes per channel (8 when dt_rank <= 256, else 16): 16 channels per 128-thread block with G = 8,
-   so the 7B shape's 512 blocks fit in one wave. Everything this kernel reads that an earlier kernel
-   wrote (xdbl, u, z, the state) is loaded right after the wait, before the norm's barriers, so those
-   latencies overlap instead of adding up. */
-template <int G>
-__global__ void __launch_bounds__(256) k_ssm_decode(cu_segtab t, cu_ssm_params p) {
-    constexpr int NJ = 64 / G; /* state elements per lane: d_state <= 64 */
+template <int G> __device__ __forceinline__ double lanes_sum_d(double v) {
+#pragma unroll
+    for (int o = G / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o, G);
+    return v;
+}
+
+#define DT_PIECES 4 /* 8-element dt pieces per lane: dt_rank <= 32 x lanes per channel */
+
+/* The decode step, G lanes per channel (8 when dt_rank <= 256, else 16), 16 channels per 128-thread
+   block with G = 8 (the 7B shape's 512 blocks fit in one wave). No shared memory and no block barrier:
+   each channel's lanes hold all of dt between them (lane l: pieces l, l + G, ... of 8 elements) and
+   states l, l + G, ... with their B and C, so the norms' sums of squares and both dot products are
+   reductions over the G lanes alone. VEC (dt_rank % 8 == 0, aligned): dt_proj in 8-element loads of its
+   storage type; else one element at a time. Everything an earlier kernel wrote (xdbl, u, z, the state)
+   is read right after the wait, all at once. */
+template <int G, int NS, int WT, bool VEC>
+__global__ void __launch_bounds__(128, 4) k_ssm_decode(cu_segtab t, cu_ssm_params p) {
+    constexpr int NJ = NS / G; /* state elements per lane: d_state <= NS */
     pdl_trigger();
-    extern __shared__ float sh[]; /* R + 2N floats */
-    __shared__ double red[3 * 8];
     const int s = blockIdx.y;
     const int R = p.R, N = p.N, di = p.di;
     const int ldx = R + 2 * N;
@@ -83,13 +129,21 @@ __global__ void __launch_bounds__(256) k_ssm_decode(cu_segtab t, cu_ssm_params p
     const int c0 = blockIdx.x * (blockDim.x / G) + g;
     const int c = c0 < di ? c0 : di - 1; /* groups past the end compute a copy and write nothing */
     const bool live = c0 < di;
-    /* Parameters first (constant while the model runs: read before the wait, so these loads overlap
-       the previous kernel): this lane's dt_proj elements (all in flight at once), dt bias, A, D. */
-    float wdt[DT_MAXJ];
+    /* Parameters first (constant while the model runs, so read before the wait): this lane's dt_proj
+       pieces, dt bias, A, D. */
+    float wdt[DT_PIECES][8];
 #pragma unroll
-    for (int i = 0; i < DT_MAXJ; i++) {
-        const int j = l + G * i;
-        wdt[i] = j < R ? w_elem(p.dt_w, c, j) : 0.0f;
+    for (int i = 0; i < DT_PIECES; i++) {
+        const int j0 = 8 * (l + G * i);
+        if constexpr (VEC) {
+            if (j0 < R) dt_load8<WT>(p.dt_w, c, j0, wdt[i]);
+            else
+#pragma unroll
+                for (int e = 0; e < 8; e++) wdt[i][e] = 0.0f;
+        } else {
+#pragma unroll
+            for (int e = 0; e < 8; e++) wdt[i][e] = j0 + e < R ? w_elem(p.dt_w, c, j0 + e) : 0.0f;
+        }
     }
     const float dtb = p.dt_b[c], Dc = p.D[c];
     float Ar[NJ];
@@ -101,32 +155,60 @@ __global__ void __launch_bounds__(256) k_ssm_decode(cu_segtab t, cu_ssm_params p
     pdl_wait();
     const int r = t.row0[s];
     float *st = seg_ssm(t, s) + (size_t)c * N;
-    float sv[NJ];
+    const float *xr = p.xdbl + (size_t)r * ldx;
+    float sv[NJ], Bv[NJ], Cv[NJ];
 #pragma unroll
     for (int i = 0; i < NJ; i++) {
         const int k = l + G * i;
         sv[i] = k < N ? st[k] : 0.0f;
+        Bv[i] = k < N ? xr[R + k] : 0.0f;
+        Cv[i] = k < N ? xr[R + N + k] : 0.0f;
     }
-    const float u = p.u[(size_t)r * di + c];
-    const float zv = p.z[(size_t)r * p.ld_z + c];
-    norm_row(p.xdbl + (size_t)r * ldx, R, N, p.norm, p.eps, sh, red);
+    /* the dt_proj dot on the raw dt, its sum of squares alongside: the norm's scale comes after */
     float dot = 0.0f;
+    double a = 0;
 #pragma unroll
-    for (int i = 0; i < DT_MAXJ; i++) {
-        const int j = l + G * i;
-        if (j < R) dot += wdt[i] * sh[j];
+    for (int i = 0; i < DT_PIECES; i++) {
+        const int j0 = 8 * (l + G * i);
+#pragma unroll
+        for (int e = 0; e < 8; e++) {
+            const float v = j0 + e < R ? xr[j0 + e] : 0.0f;
+            dot += wdt[i][e] * v;
+            a += (double)v * v;
+        }
     }
     dot = lanes_sum<G>(dot);
+    const float u = p.u[(size_t)r * di + c];
+    const float zv = p.z[(size_t)r * p.ld_z + c];
+    if (p.norm) { /* weightless rmsnorm of dt, B and C, as k_ssm_norm */
+        double b = 0, cc = 0;
+#pragma unroll
+        for (int i = 0; i < NJ; i++) {
+            b += (double)Bv[i] * Bv[i];
+            cc += (double)Cv[i] * Cv[i];
+        }
+        a = lanes_sum_d<G>(a);
+        b = lanes_sum_d<G>(b);
+        cc = lanes_sum_d<G>(cc);
+        const float sa = (float)(1.0 / sqrt(a / (double)R + (double)p.eps));
+        const float sb = (float)(1.0 / sqrt(b / (double)N + (double)p.eps));
+        const float sc = (float)(1.0 / sqrt(cc / (double)N + (double)p.eps));
+        dot *= sa;
+#pragma unroll
+        for (int i = 0; i < NJ; i++) {
+            Bv[i] *= sb;
+            Cv[i] *= sc;
+        }
+    }
     const float dl = softplus_f(dot + dtb);
-    const float *B = sh + R, *C = sh + R + N;
     float yk = 0.0f;
 #pragma unroll
     for (int i = 0; i < NJ; i++) {
         const int k = l + G * i;
         if (k < N) {
-            float v = expf(dl * Ar[i]) * sv[i] + dl * B[k] * u;
+            float v = expf(dl * Ar[i]) * sv[i] + dl * Bv[i] * u;
             if (live) st[k] = v;
-            yk += v * C[k];
+            yk += v * Cv[i];
         }
     }
     yk = lanes_sum<G>(yk);
@@ -136,13 +218,30 @@ __global__ void __launch_bounds__(256) k_ssm_decode(cu_segtab t, cu_ssm_params p
     }
 }
 
+/* The element loader generic over types (w_elem) needs no type parameter: WT = -1. */
+template <int G, int NS>
+static cudaError_t ssm_decode_wt(cudaStream_t s, const cu_segtab *t, const cu_ssm_params *p, bool vec) {
+    const dim3 grid((p->di + 128 / G - 1) / (128 / G), t->n), block(128);
+    if (!vec) return cuk_launch(k_ssm_decode<G, NS, -1, false>, grid, block, 0, s, *t, *p);
+    switch (p->dt_w.dtype) {
+    case CU_F32: return cuk_launch(k_ssm_decode<G, NS, CU_F32, true>, grid, block, 0, s, *t, *p);
+    case CU_F16: return cuk_launch(k_ssm_decode<G, NS, CU_F16, true>, grid, block, 0, s, *t, *p);
+    case CU_BF16: return cuk_launch(k_ssm_decode<G, NS, CU_BF16, true>, grid, block, 0, s, *t, *p);
+    case CU_Q8_0: return cuk_launch(k_ssm_decode<G, NS, CU_Q8_0, true>, grid, block, 0, s, *t, *p);
+    case CU_Q4_0: return cuk_launch(k_ssm_decode<G, NS, CU_Q4_0, true>, grid, block, 0, s, *t, *p);
+    }
+    return cudaErrorInvalidValue;
+}
+
 extern "C" cudaError_t cuk_ssm_decode(cudaStream_t s, const cu_segtab *t, const cu_ssm_params *p) {
     if (t->n <= 0) return cudaSuccess;
-    if (p->R > 16 * DT_MAXJ || p->N > 64) return cudaErrorInvalidValue;
-    size_t shm = (size_t)(p->R + 2 * p->N) * sizeof(float);
-    if (p->R <= 8 * DT_MAXJ)
-        return cuk_launch(k_ssm_decode<8>, dim3((p->di + 15) / 16, t->n), dim3(128), shm, s, *t, *p);
-    return cuk_launch(k_ssm_decode<16>, dim3((p->di + 15) / 16, t->n), dim3(256), shm, s, *t, *p);
+    if (p->R > 16 * 8 * DT_PIECES || p->N > 64) return cudaErrorInvalidValue;
+    const cu_wview &w = p->dt_w;
+    const bool vec = p->R % 8 == 0 && ((uintptr_t)w.data & 15) == 0 && (!w.scales || ((uintptr_t)w.scales & 1) == 0);
+    /* state elements per lane: d_state / lanes, for d_state up to 16 (every released model) or 64 */
+    if (p->R <= 8 * 8 * DT_PIECES)
+        return p->N <= 16 ? ssm_decode_wt<8, 16>(s, t, p, vec) : ssm_decode_wt<8, 64>(s, t, p, vec);
+    return p->N <= 16 ? ssm_decode_wt<16, 16>(s, t, p, vec) : ssm_decode_wt<16, 64>(s, t, p, vec);
 }
 
 __global__ void k_ssm_norm(const float *xdbl, int R, int N, int norm, float eps, float *dtn, float *bc) {

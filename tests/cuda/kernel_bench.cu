@@ -9,7 +9,8 @@
  *   - every kernel of the decode layer on its own, one launch per layer (so each launch reads a
  *     different layer's weights, never an L2-resident copy), printed as us per launch and GB/s;
  *   - the whole decode step (the same launch sequence as src/model.c's forward, embedding aside),
- *     printed as ms per step, tokens/s, and the fraction of the limit (bandwidth probe, same run);
+ *     printed as ms per step, tokens/s, and the fraction of the limit (bandwidth probe, same run), and
+ *     at batch 1 again as cuda_fused.c issues it (the norm and conv step inside in_proj);
  *   - both again for each GEMV variant (cuda_internal.h: batch 1 variants 0..3 = the FMA kernel's launch
  *     shapes (fp32 activations), 4 = the tensor-core kernel, 5 = the module's default: the bulk-copy
  *     GEMV (k_gemv_bulk.cu) where it applies, 8-bit activations for Q8_0 / Q4_0, 6 = Q8_0 / Q4_0 through
@@ -131,9 +132,10 @@ typedef struct bench {
 } bench;
 
 /* The kernels of one decode layer, in src/model.c's order; which = -1 for all of them. */
-enum { K_NORM, K_IN, K_CONV, K_XPROJ, K_SSM, K_OUT, K_COUNT, K_SSM_FUSED = K_COUNT };
-static const char *k_names[K_COUNT + 1] = {"rmsnorm", "in_proj gemv", "conv1d step", "x_proj gemv",
-                                           "ssm step",  "out_proj gemv", "ssm step (fused, per sequence)"};
+enum { K_NORM, K_IN, K_CONV, K_XPROJ, K_SSM, K_OUT, K_COUNT, K_SSM_FUSED = K_COUNT, K_IN_FUSED };
+static const char *k_names[K_COUNT + 2] = {"rmsnorm", "in_proj gemv", "conv1d step", "x_proj gemv",
+                                           "ssm step",  "out_proj gemv", "ssm step (fused, per sequence)",
+                                           "rmsnorm + in_proj + conv1d step (fused, batch 1)"};
 
 static void segs_for(bench *b, layer *l, cu_segtab *t) {
     memset(t, 0, sizeof *t);
@@ -152,6 +154,23 @@ static void enqueue_layer(bench *b, int li, int which) {
     const int n = b->batch;
     cu_segtab t;
     segs_for(b, l, &t);
+    if (which == K_IN_FUSED) { /* as cuda_fused.c: the separate kernels where the bulk-copy GEMV does not take it */
+        cu_bulk_fuse f = {};
+        f.norm = 1;
+        f.eps = 1e-5f;
+        f.norm_w = l->norm;
+        f.conv_di = s.di;
+        f.conv_k = s.K;
+        f.conv_w = l->conv_w;
+        f.conv_b = l->conv_b;
+        f.u = b->u;
+        f.conv_state = t.conv[0];
+        int taken = 0;
+        CU(cuk_gemv_bulk_fused(b->st, l->in_proj, NULL, b->x, b->xz, b->sm, &f, &taken));
+        if (taken) return;
+        for (int k : {K_NORM, K_IN, K_CONV}) enqueue_layer(b, li, k);
+        return;
+    }
     if (which < 0 || which == K_NORM) CU(cuk_rmsnorm(b->st, b->x, l->norm, n, s.d, 1e-5f, b->h));
     if (which < 0 || which == K_IN) CU(cuk_gemv(b->st, l->in_proj, NULL, b->h, n, b->xz, 0, b->sm));
     if (which < 0 || which == K_CONV) CU(cuk_conv(b->st, &t, 1, n, b->xz, 2 * s.di, b->u, l->conv_w, l->conv_b, s.di, s.K));
@@ -172,8 +191,12 @@ static void enqueue_layer(bench *b, int li, int which) {
     if (which < 0 || which == K_OUT) CU(cuk_gemv(b->st, l->out_proj, NULL, b->y, n, b->x, 1, b->sm));
 }
 
-static void enqueue_step(bench *b) {
-    for (int li = 0; li < b->s.L; li++) enqueue_layer(b, li, -1);
+static void enqueue_step(bench *b, int fused) {
+    for (int li = 0; li < b->s.L; li++) {
+        if (!fused) enqueue_layer(b, li, -1);
+        else
+            for (int k : {K_IN_FUSED, K_XPROJ, K_SSM, K_OUT}) enqueue_layer(b, li, k);
+    }
     CU(cuk_rmsnorm(b->st, b->x, b->norm_f, b->batch, b->s.d, 1e-5f, b->h));
     CU(cuk_gemv(b->st, b->head, NULL, b->h, b->batch, b->logits, 0, b->sm));
 }
@@ -207,10 +230,7 @@ static double time_graph(bench *b, void (*enq)(bench *, int), int arg, int reps)
 static void enq_kernel(bench *b, int which) {
     for (int li = 0; li < b->s.L; li++) enqueue_layer(b, li, which);
 }
-static void enq_step(bench *b, int unused) {
-    (void)unused;
-    enqueue_step(b);
-}
+static void enq_step(bench *b, int fused) { enqueue_step(b, fused); }
 static void enq_head(bench *b, int unused) {
     (void)unused;
     for (int r = 0; r < 8; r++) CU(cuk_gemv(b->st, b->head, NULL, b->h, b->batch, b->logits, 0, b->sm));
@@ -223,6 +243,7 @@ static double kernel_bytes(const bench *b, int which) {
     const double st = (double)b->batch * s.di * 4.0;
     switch (which) {
     case K_NORM: return (double)s.d * 4;
+    case K_IN_FUSED: return (double)wbytes(l->in_proj) + (double)s.di * s.K * 4 + 2 * st * (s.K - 1);
     case K_IN: return (double)wbytes(l->in_proj);
     case K_CONV: return (double)s.di * s.K * 4 + 2 * st * (s.K - 1);
     case K_XPROJ: return (double)wbytes(l->x_proj);
@@ -321,9 +342,10 @@ static void run(const shape &s, int dtype, const char *dname, int batch, int rep
     printf("\n## %s, %s weights, batch %d (step reads %.2f GB; limit %.1f steps/s)\n\n", s.name, dname, batch,
            step_bytes / 1e9, bw / step_bytes);
     printf("| kernel | us per launch | x per layer = ms per step | GB/s | of bandwidth |\n|---|---|---|---|---|\n");
-    const int fixed[] = {K_NORM, K_CONV, K_SSM, K_SSM_FUSED};
+    cuk_set_bulk(1, g_sm90, g_smem_optin, g_bulk_kb, g_bulk_tile_kb); /* the module's defaults */
+    const int fixed[] = {K_NORM, K_CONV, K_SSM, K_SSM_FUSED, K_IN_FUSED};
     for (int k : fixed) {
-        if (k == K_SSM_FUSED && batch == 1) continue;
+        if ((k == K_SSM_FUSED && batch == 1) || (k == K_IN_FUSED && batch > 1)) continue;
         double t = time_graph(&b, enq_kernel, k, reps) / s.L;
         double by = kernel_bytes(&b, k);
         printf("| %s | %.2f | %.3f | %.0f | %.1f%% |\n", k_names[k], t * 1e6, t * s.L * 1e3, by / t / 1e9,
@@ -331,8 +353,8 @@ static void run(const shape &s, int dtype, const char *dname, int batch, int rep
     }
     printf("\nGEMV variants: us per launch (fraction of the bandwidth); the step with that variant; max |diff| / max "
            "|ref| against the reference kernel over the four matrices\n\n");
-    printf("| variant | in_proj | x_proj | out_proj | lm_head | step ms | tokens/s | of limit | rel. error |\n"
-           "|---|---|---|---|---|---|---|---|---|\n");
+    printf("| variant | in_proj | x_proj | out_proj | lm_head | step ms | tokens/s | of limit | fused step ms | "
+           "tokens/s | of limit | rel. error |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (size_t vi = 0; vi < 2 * n_variants; vi++) {
         const int v = variants[vi % n_variants], pf = vi >= n_variants;
         if (pf && !with_pf) break;
@@ -360,6 +382,8 @@ static void run(const shape &s, int dtype, const char *dname, int batch, int rep
         double th = time_graph(&b, enq_head, 0, reps) / 8;
         printf(" %.2f (%.0f%%) |", th * 1e6, 100.0 * wbytes(b.head) / th / bw);
         double ts = time_graph(&b, enq_step, 0, reps);
+        /* the norm and conv inside in_proj (cuda_fused.c), batch 1 only */
+        double tf = batch == 1 ? time_graph(&b, enq_step, 1, reps) : 0;
         double err = 0;
         const cu_wview *ms[] = {&b.ly[0].in_proj, &b.ly[0].x_proj, &b.ly[0].out_proj, &b.head};
         const float *xs[] = {b.h, b.u, b.y, b.h};
@@ -367,11 +391,14 @@ static void run(const shape &s, int dtype, const char *dname, int batch, int rep
             double e = check_gemv(&b, *ms[m], xs[m]);
             if (e > err) err = e;
         }
-        printf(" %.3f | %.1f | %.1f%% | %.2g |\n", ts * 1e3, batch / ts, 100.0 * step_bytes / ts / bw, err);
+        printf(" %.3f | %.1f | %.1f%% |", ts * 1e3, batch / ts, 100.0 * step_bytes / ts / bw);
+        if (tf > 0) printf(" %.3f | %.1f | %.1f%% |", tf * 1e3, batch / tf, 100.0 * step_bytes / tf / bw);
+        else printf(" | | |");
+        printf(" %.2g |\n", err);
     }
     cuk_set_gemv_variant(CU_GEMV_DEFAULT_VARIANT, 1);
     cuk_set_qdot(1);
-    cuk_set_bulk(1, g_sm90, g_smem_optin, 220, 96);
+    cuk_set_bulk(1, g_sm90, g_smem_optin, g_bulk_kb, g_bulk_tile_kb);
     cuk_set_prefetch(0);
     for (int i = 0; i < s.L; i++) {
         layer *l = &b.ly[i];
@@ -529,6 +556,7 @@ int main(int argc, char **argv) {
     if (getenv("FM_CUDA_BULK_KB")) g_bulk_kb = atoi(getenv("FM_CUDA_BULK_KB"));
     if (getenv("FM_CUDA_BULK_TILE_KB")) g_bulk_tile_kb = atoi(getenv("FM_CUDA_BULK_TILE_KB"));
     if (getenv("FM_CUDA_BULK_WARPS")) cuk_set_bulk_warps(atoi(getenv("FM_CUDA_BULK_WARPS")));
+    if (getenv("FM_CUDA_BULK_STAGES")) cuk_set_bulk_stages(atoi(getenv("FM_CUDA_BULK_STAGES")));
     double bw = fm_probe_read_gbs(sm) * 1e9;
     if (bw <= 0) {
         fprintf(stderr, "bandwidth probe: cudaMalloc failed\n");

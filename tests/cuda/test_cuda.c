@@ -534,10 +534,12 @@ static void test_gemv_kernels(void **state) {
    untied head, 1200 rows of lm_head; bf16, Q8_0 and Q4_0. FM_CUDA_BULK=2 forces the bulk-copy GEMV
    onto every matrix on 3 blocks, so each block cycles through its stages many times (and fails the
    feed if the knobs leave it no room): with the defaults (16 warps, tiles of 32 rows here: 2 per
-   warp), with 1 KB tiles (1-4 rows: each row split over warps) and with 8 warps per block;
-   FM_CUDA_BULK=0 is the register-fed kernel (FMA for bf16, 8-bit for the quantized types). Decode steps of each against the CPU backend holding the
-   same weights (BULK_CPU_TOL; quantized: both round activations to 8 bits the same way), and the
-   forms against each other (BULK_FORMS_TOL: the same products, added in another order). */
+   warp), with 1 KB tiles (1-4 rows: each row split over warps) and with 8 warps per block, each with
+   the layer norm and conv step fused into in_proj (cuda_fused.c), and once more with them separate
+   (FM_CUDA_FUSED=0), and with tiles of any row count (FM_CUDA_BULK_STAGES); FM_CUDA_BULK=0 is the register-fed kernel (FMA for bf16, 8-bit for the quantized
+   types) with the separate norm and conv kernels. Decode steps of each against the CPU backend
+   holding the same weights (BULK_CPU_TOL; quantized: both round activations to 8 bits the same way),
+   and the forms against each other (BULK_FORMS_TOL: the same products, added in another order). */
 #define BULK_CPU_TOL 2e-3
 #define BULK_FORMS_TOL 1e-5
 static void test_bulk_forms(void **state) {
@@ -547,7 +549,7 @@ static void test_bulk_forms(void **state) {
     o.d_model = 256;
     o.d_inner = 512;
     o.d_state = 16;
-    o.dt_rank = 16;
+    o.dt_rank = 32; /* a multiple of 32: dt_proj quantized too, so the SSM step reads every type */
     o.vocab = 1200;
     o.tied = 0;
     o.use_bias = 1;
@@ -564,7 +566,7 @@ static void test_bulk_forms(void **state) {
     int32_t toks[STEPS];
     for (int t = 0; t < STEPS; t++) toks[t] = (int32_t)((37 * t + 11) % o.vocab);
     for (int w = 0; w < 3; w++) {
-        enum { FORMS = 4 }; /* the last: register-fed */
+        enum { FORMS = 6 }; /* the last: register-fed, so also the separate norm and conv kernels */
         float *want = malloc(STEPS * V * sizeof(float)), *got[FORMS];
         fm_context *cpu = open_ctx(dir, FM_BACKEND_CPU, wts[w]);
         fm_session *s = open_session(cpu, 0);
@@ -574,13 +576,20 @@ static void test_bulk_forms(void **state) {
         }
         fm_session_close(s);
         fm_context_close(cpu);
-        const char *modes[FORMS] = {"2", "2", "2", "0"}, *kbs[FORMS] = {"220", "16", "220", "220"},
-                   *tiles[FORMS] = {"96", "1", "96", "96"}, *warps[FORMS] = {"16", "16", "8", "16"};
+        /* fused: the layer's norm and conv step inside the in_proj GEMV (cuda_fused.c) */
+        /* stages "4" on 16 KB: tiles of 3, 7 or 14 rows (idle warps, rows past the warps) */
+        const char *modes[FORMS] = {"2", "2", "2", "2", "2", "0"},
+                   *kbs[FORMS] = {"220", "16", "220", "220", "16", "220"},
+                   *tiles[FORMS] = {"96", "1", "96", "96", "96", "96"},
+                   *warps[FORMS] = {"16", "16", "8", "16", "16", "16"},
+                   *fused[FORMS] = {"1", "1", "1", "0", "1", "1"}, *stages[FORMS] = {"0", "0", "0", "0", "4", "0"};
         for (int f = 0; f < FORMS; f++) {
             setenv("FM_CUDA_BULK", modes[f], 1);
             setenv("FM_CUDA_BULK_KB", kbs[f], 1);
             setenv("FM_CUDA_BULK_TILE_KB", tiles[f], 1);
             setenv("FM_CUDA_BULK_WARPS", warps[f], 1);
+            setenv("FM_CUDA_FUSED", fused[f], 1);
+            setenv("FM_CUDA_BULK_STAGES", stages[f], 1);
             fm_context *g = open_ctx(dir, FM_BACKEND_CUDA, wts[w]);
             s = open_session(g, 0);
             got[f] = malloc(STEPS * V * sizeof(float));
@@ -591,13 +600,13 @@ static void test_bulk_forms(void **state) {
                 double r = rel_err(got[f] + t * V, want + t * V, V);
                 if (r > worst) worst = r;
                 if (!(r <= BULK_CPU_TOL))
-                    fail_msg("%s FM_CUDA_BULK=%s (%s KB, tiles %s KB, %s warps): step %d vs the CPU: relative error "
-                             "%.3g > %.1e",
-                             wnames[w], modes[f], kbs[f], tiles[f], warps[f], t, r, BULK_CPU_TOL);
+                    fail_msg("%s FM_CUDA_BULK=%s (%s KB, tiles %s KB, %s warps, fused %s, stages %s): step %d vs the "
+                             "CPU: relative error %.3g > %.1e",
+                             wnames[w], modes[f], kbs[f], tiles[f], warps[f], fused[f], stages[f], t, r, BULK_CPU_TOL);
             }
-            print_message("bulk forms: %s FM_CUDA_BULK=%s (%s KB, tiles %s KB, %s warps): %d steps, worst relative error "
-                          "vs the CPU %.3g\n",
-                          wnames[w], modes[f], kbs[f], tiles[f], warps[f], STEPS, worst);
+            print_message("bulk forms: %s FM_CUDA_BULK=%s (%s KB, tiles %s KB, %s warps, fused %s, stages %s): %d "
+                          "steps, worst relative error vs the CPU %.3g\n",
+                          wnames[w], modes[f], kbs[f], tiles[f], warps[f], fused[f], stages[f], STEPS, worst);
             fm_session_close(s);
             fm_context_close(g);
         }
@@ -605,15 +614,17 @@ static void test_bulk_forms(void **state) {
         unsetenv("FM_CUDA_BULK_KB");
         unsetenv("FM_CUDA_BULK_TILE_KB");
         unsetenv("FM_CUDA_BULK_WARPS");
+        unsetenv("FM_CUDA_FUSED");
+        unsetenv("FM_CUDA_BULK_STAGES");
         double worst = 0;
         for (int f = 0; f < FORMS - 1; f++)
             for (int t = 0; t < STEPS; t++) {
                 double r = rel_err(got[f] + t * V, got[FORMS - 1] + t * V, V);
                 if (r > worst) worst = r;
                 if (!(r <= BULK_FORMS_TOL))
-                    fail_msg("%s: step %d: bulk-copy (tiles %s KB, %s warps) vs register-fed GEMV: relative difference "
-                             "%.3g > %.1e",
-                             wnames[w], t, tiles[f], warps[f], r, BULK_FORMS_TOL);
+                    fail_msg("%s: step %d: bulk-copy (%s KB, tiles %s KB, %s warps, fused %s, stages %s) vs "
+                             "register-fed GEMV: relative difference %.3g > %.1e",
+                             wnames[w], t, kbs[f], tiles[f], warps[f], fused[f], stages[f], r, BULK_FORMS_TOL);
             }
         print_message("bulk forms: %s: bulk-copy vs register-fed GEMV: worst relative difference %.3g\n", wnames[w],
                       worst);

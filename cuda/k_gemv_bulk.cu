@@ -94,13 +94,9 @@ __device__ __forceinline__ void stage_x_f32(const float *__restrict__ x, int64_t
     }
 }
 
-/* The rmsnorm's scale 1 / sqrt(mean(x^2) + eps) over x[cols], block-wide (double sums, as k_rmsnorm). */
-template <int NW> __device__ float block_rms_scale(const float *__restrict__ x, int64_t cols, float eps, double *red) {
-    double ss = 0;
-    for (int64_t i = threadIdx.x; i < cols / 4; i += blockDim.x) {
-        const float4 v = ld_x(x + i * 4);
-        ss += (double)v.x * v.x + (double)v.y * v.y + (double)v.z * v.z + (double)v.w * v.w;
-    }
+/* The rmsnorm's scale 1 / sqrt(mean(x^2) + eps) from each thread's partial sum of squares, block-wide
+   (double sums, as k_rmsnorm). */
+template <int NW> __device__ float block_rms_scale(double ss, int64_t cols, float eps, double *red) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
     if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;
@@ -110,6 +106,60 @@ template <int NW> __device__ float block_rms_scale(const float *__restrict__ x, 
     for (int w = 0; w < NW; w++) t += red[w];
     return (float)(1.0 / sqrt(t / (double)cols + (double)eps));
 }
+
+/* The fused norm's staging with the row in registers: NI items of IE floats per thread (bf16: float4s
+   of x in order; quantized: the 8-value quarters of each block, as quantize_x_smem), the norm weight
+   loaded before the dependency wait (load_w), x read once after it (stage). Rows longer than NI items
+   per thread take the two-pass path (block_rms_scale over global x, then stage_x_f32 /
+   quantize_x_smem). */
+template <int WT> struct norm_regs {
+    static constexpr int IE = WT == CU_BF16 ? 4 : 8, NI = WT == CU_BF16 ? 2 : 1;
+    float w[NI][IE];
+    __device__ static bool fits(int64_t cols) { return cols / IE <= (int64_t)NI * blockDim.x; }
+    __device__ void load_w(const float *nw, int64_t cols) {
+#pragma unroll
+        for (int k = 0; k < NI; k++) {
+            const int64_t i = threadIdx.x + (int64_t)k * blockDim.x;
+#pragma unroll
+            for (int e = 0; e < IE; e += 4) {
+                const float4 v = nw && i < cols / IE ? ld_x(nw + i * IE + e) : make_float4(1.0f, 1.0f, 1.0f, 1.0f);
+                w[k][e] = v.x, w[k][e + 1] = v.y, w[k][e + 2] = v.z, w[k][e + 3] = v.w;
+            }
+        }
+    }
+    template <int NW> __device__ void stage(const float *__restrict__ x, int64_t cols, float eps, double *red,
+                                            unsigned char *xsm) {
+        const int64_t n = cols / IE;
+        float v[NI][IE];
+        double ss = 0;
+#pragma unroll
+        for (int k = 0; k < NI; k++) {
+            const int64_t i = threadIdx.x + (int64_t)k * blockDim.x;
+#pragma unroll
+            for (int e = 0; e < IE; e += 4) {
+                const float4 q = i < n ? ld_x(x + i * IE + e) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+                v[k][e] = q.x, v[k][e + 1] = q.y, v[k][e + 2] = q.z, v[k][e + 3] = q.w;
+                ss += (double)q.x * q.x + (double)q.y * q.y + (double)q.z * q.z + (double)q.w * q.w;
+            }
+        }
+        const float scale = block_rms_scale<NW>(ss, cols, eps, red);
+#pragma unroll
+        for (int k = 0; k < NI; k++) {
+            const int64_t i = threadIdx.x + (int64_t)k * blockDim.x;
+            if (i >= n) continue; /* quantized: whole four-lane groups (n and blockDim are multiples of 4) */
+#pragma unroll
+            for (int e = 0; e < IE; e++) v[k][e] = v[k][e] * scale * w[k][e];
+            if constexpr (WT == CU_BF16) {
+                reinterpret_cast<float4 *>(xsm)[(i & 1) * (n / 2) + (i >> 1)] =
+                    make_float4(v[k][0], v[k][1], v[k][2], v[k][3]);
+            } else {
+                const int nblk = (int)(cols / CU_QBLOCK);
+                quantize_item<WT>(v[k], (int)(i >> 2), (int)(i & 3), nblk, reinterpret_cast<signed char *>(xsm),
+                                  reinterpret_cast<int2 *>(xsm + cols));
+            }
+        }
+    }
+};
 
 /* Floats per conv slot in shared memory: the channel's K weights, its bias, its K - 1 state values. */
 __host__ __device__ inline int conv_slot_floats(int K) { return 2 * K; }
@@ -169,8 +219,16 @@ __device__ __forceinline__ float row_dot(const unsigned char *st, int r, int tr,
     return acc;
 }
 
+/* Blocks per SM the registers must allow: 2 caps the 16-warp kernel at 64 registers (the bf16 form
+   took 105 with the fused norm), which leaves room on each SM for the blocks of the kernels before and
+   after it: bf16 decode 231.5-232.4 tok/s against 227.2-228.5 with 1 (docs/PERFORMANCE.md). A build
+   knob (-DFM_BULK_MINB=1) for experiments. */
+#ifndef FM_BULK_MINB
+#define FM_BULK_MINB 2
+#endif
+
 template <int WT, int NW>
-__global__ void __launch_bounds__(NW * 32, 1) k_gemv_bulk(cu_wview W, const float *__restrict__ bias,
+__global__ void __launch_bounds__(NW * 32, FM_BULK_MINB) k_gemv_bulk(cu_wview W, const float *__restrict__ bias,
                                                       const float *__restrict__ x, float *__restrict__ y, int accumulate,
                                                       int tr, int stages, cu_bulk_fuse f) {
     pdl_trigger();
@@ -201,26 +259,38 @@ __global__ void __launch_bounds__(NW * 32, 1) k_gemv_bulk(cu_wview W, const floa
             if (t < ntiles) fetch_tile<WT>(W, t, tr, bulk_smem + (size_t)s * stb, &full[s]);
         }
     }
+    /* The fused conv's taps, bias and state for this block's rows, before the wait. The state is not a
+       weight, but the last kernel to write this layer's conv state ran in an earlier forward (or it
+       was uploaded or cleared), and the core downloads every forward's logits synchronously before it
+       enqueues the next one, so it is settled here. */
     const int slots = f.conv_di > 0 ? f.conv_slots : 0;
-    for (int i = threadIdx.x; i < slots; i += blockDim.x) { /* the conv weights: before the wait */
+    const float *cst = f.bases ? f.bases[0] + f.conv_off : f.conv_state;
+    for (int i = threadIdx.x; i < slots; i += blockDim.x) {
         const int64_t row = (blockIdx.x + (int64_t)(i / tr) * gridDim.x) * tr + i % tr;
         if (row >= f.conv_di) continue;
-        for (int k = 0; k < K; k++) conv_sm[(size_t)i * csf + k] = f.conv_w[(size_t)row * K + k];
-        conv_sm[(size_t)i * csf + K] = f.conv_b ? f.conv_b[row] : 0.0f;
+        float *cs = conv_sm + (size_t)i * csf;
+        for (int k = 0; k < K; k++) cs[k] = f.conv_w[(size_t)row * K + k];
+        cs[K] = f.conv_b ? f.conv_b[row] : 0.0f;
+        for (int k = 0; k < K - 1; k++) cs[K + 1 + k] = cst[(size_t)row * (K - 1) + k];
     }
+    norm_regs<WT> nr;
+    const bool nreg = f.norm && norm_regs<WT>::fits(cols);
+    if (nreg) nr.load_w(f.norm_w, cols);
     pdl_wait();
-    if (slots) {
-        const float *cst = f.bases ? f.bases[0] + f.conv_off : f.conv_state;
-        for (int i = threadIdx.x; i < slots; i += blockDim.x) {
-            const int64_t row = (blockIdx.x + (int64_t)(i / tr) * gridDim.x) * tr + i % tr;
-            if (row >= f.conv_di) continue;
-            for (int k = 0; k < K - 1; k++) conv_sm[(size_t)i * csf + K + 1 + k] = cst[(size_t)row * (K - 1) + k];
-        }
+    if (nreg) {
+        nr.template stage<NW>(x, cols, f.eps, red_d, xsm);
+    } else {
+        double ss = 0;
+        if (f.norm)
+            for (int64_t j = threadIdx.x; j < cols / 4; j += blockDim.x) {
+                const float4 v = ld_x(x + j * 4);
+                ss += (double)v.x * v.x + (double)v.y * v.y + (double)v.z * v.z + (double)v.w * v.w;
+            }
+        const float nscale = f.norm ? block_rms_scale<NW>(ss, cols, f.eps, red_d) : 1.0f;
+        if constexpr (WT == CU_BF16) stage_x_f32(x, cols, reinterpret_cast<float4 *>(xsm), f.norm, nscale, f.norm_w);
+        else quantize_x_smem<WT>(x, (int)(cols / CU_QBLOCK), reinterpret_cast<signed char *>(xsm),
+                                 reinterpret_cast<int2 *>(xsm + cols), f.norm, nscale, f.norm_w);
     }
-    const float nscale = f.norm ? block_rms_scale<NW>(x, cols, f.eps, red_d) : 1.0f;
-    if constexpr (WT == CU_BF16) stage_x_f32(x, cols, reinterpret_cast<float4 *>(xsm), f.norm, nscale, f.norm_w);
-    else quantize_x_smem<WT>(x, (int)(cols / CU_QBLOCK), reinterpret_cast<signed char *>(xsm),
-                             reinterpret_cast<int2 *>(xsm + cols), f.norm, nscale, f.norm_w);
     __syncthreads();
 
     int i = 0;

@@ -15,14 +15,41 @@
 /* Shared memory for the quantized activations: cols int8 and nblk {scale, offset}. */
 __host__ __device__ inline size_t qx_bytes(int64_t cols) { return (size_t)cols + (size_t)(cols / CU_QBLOCK) * 8; }
 
-/* Block b's 32 activations -> int8 with one scale, four lanes per block (8 values each). norm: the
+/* One item: values 8 sub .. 8 sub + 7 of block b, held by one lane of the four consecutive lanes that
+   hold the block (always active together), quantized with the block's one scale into xq / xs. */
+template <int WT>
+__device__ __forceinline__ void quantize_item(const float (&v)[8], int b, int sub, int nblk, signed char *xq, int2 *xs) {
+    const int lane = threadIdx.x & 31;
+    const unsigned group = 0xFu << (lane & ~3);
+    float amax = 0.0f;
+#pragma unroll
+    for (int k = 0; k < 8; k++) amax = fmaxf(amax, fabsf(v[k]));
+    amax = fmaxf(amax, __shfl_xor_sync(group, amax, 1));
+    amax = fmaxf(amax, __shfl_xor_sync(group, amax, 2));
+    const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    unsigned w[2] = {0, 0};
+    int sum = 0;
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+        const int q = (int)roundf(v[k] * id);
+        sum += q;
+        w[k >> 2] |= (unsigned)(q & 0xff) << (8 * (k & 3));
+    }
+    sum += __shfl_xor_sync(group, sum, 1);
+    sum += __shfl_xor_sync(group, sum, 2);
+    signed char *dst;
+    if constexpr (WT == CU_Q4_0) dst = xq + (sub < 2 ? (size_t)b * 16 + sub * 8 : (size_t)(nblk + b) * 16 + (sub - 2) * 8);
+    else dst = xq + (size_t)b * 32 + sub * 8;
+    *reinterpret_cast<uint2 *>(dst) = make_uint2(w[0], w[1]);
+    if (sub == 0) xs[b] = make_int2(__float_as_int(d), WT == CU_Q4_0 ? -8 * sum : 0);
+}
+
+/* x's blocks of 32 -> int8 with one scale each, four lanes per block (8 values each). norm: the
    activations are first x * scale * nw (an rmsnorm's output, nw NULL = weightless), computed as the
    rmsnorm kernel does. */
 template <int WT>
 __device__ __forceinline__ void quantize_x_smem(const float *__restrict__ x, int nblk, signed char *xq, int2 *xs,
                                                 int norm = 0, float scale = 1.0f, const float *nw = nullptr) {
-    const int lane = threadIdx.x & 31;
-    const unsigned group = 0xFu << (lane & ~3); /* the four lanes of one block: always active together */
     for (int i = threadIdx.x; i < nblk * 4; i += blockDim.x) {
         const int b = i >> 2, sub = i & 3;
         const float4 a = ld_x(x + (size_t)b * 32 + sub * 8), c = ld_x(x + (size_t)b * 32 + sub * 8 + 4);
@@ -34,27 +61,7 @@ __device__ __forceinline__ void quantize_x_smem(const float *__restrict__ x, int
 #pragma unroll
             for (int k = 0; k < 8; k++) v[k] = v[k] * scale * w8[k];
         }
-        float amax = 0.0f;
-#pragma unroll
-        for (int k = 0; k < 8; k++) amax = fmaxf(amax, fabsf(v[k]));
-        amax = fmaxf(amax, __shfl_xor_sync(group, amax, 1));
-        amax = fmaxf(amax, __shfl_xor_sync(group, amax, 2));
-        const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-        unsigned w[2] = {0, 0};
-        int sum = 0;
-#pragma unroll
-        for (int k = 0; k < 8; k++) {
-            const int q = (int)roundf(v[k] * id);
-            sum += q;
-            w[k >> 2] |= (unsigned)(q & 0xff) << (8 * (k & 3));
-        }
-        sum += __shfl_xor_sync(group, sum, 1);
-        sum += __shfl_xor_sync(group, sum, 2);
-        signed char *dst;
-        if constexpr (WT == CU_Q4_0) dst = xq + (sub < 2 ? (size_t)b * 16 + sub * 8 : (size_t)(nblk + b) * 16 + (sub - 2) * 8);
-        else dst = xq + (size_t)b * 32 + sub * 8;
-        *reinterpret_cast<uint2 *>(dst) = make_uint2(w[0], w[1]);
-        if (sub == 0) xs[b] = make_int2(__float_as_int(d), WT == CU_Q4_0 ? -8 * sum : 0);
+        quantize_item<WT>(v, b, sub, nblk, xq, xs);
     }
 }
 

@@ -549,7 +549,7 @@ static void test_bulk_forms(void **state) {
     o.d_model = 256;
     o.d_inner = 512;
     o.d_state = 16;
-    o.dt_rank = 32; /* a multiple of 32: dt_proj quantized too, so the SSM step reads every type */
+    o.dt_rank = 16;
     o.vocab = 1200;
     o.tied = 0;
     o.use_bias = 1;
@@ -633,6 +633,70 @@ static void test_bulk_forms(void **state) {
     }
     /* back to the defaults for the tests after this one */
     fm_context_close(open_ctx(dir, FM_BACKEND_CUDA, FM_WEIGHTS_AUTO));
+    fm_test_rmtree(dir);
+    free(dir);
+}
+
+/* The one-sequence SSM step reads dt_proj in 8-element pieces of its storage type (k_ssm.cu) when
+   dt_rank is a multiple of 8; the fixtures' (2-5) take its element path. A random model with dt_rank
+   32, so dt_proj is quantized with the projections, in every weight type, with fp32 activations in the
+   GEMVs (FM_CUDA_QDOT=0): decode steps against the CPU backend computing in fp32 on the same values
+   (float types: the same weight type; quantized: the dequantized checkpoint in f32). SSM_TYPES_TOL:
+   both are fp32-grade, like the f32 reference cases; quantized: QUANT_STEP_TOL. */
+#define SSM_TYPES_TOL 1e-4
+static void test_ssm_types(void **state) {
+    (void)state;
+    fm_tm_options o;
+    fm_tm_options_init(&o);
+    o.d_model = 64;
+    o.d_inner = 128;
+    o.d_state = 16;
+    o.dt_rank = 32;
+    o.vocab = 300;
+    o.tied = 0;
+    o.seed = 11;
+    fm_tm_model *m = fm_tm_create(&o);
+    assert_non_null(m);
+    char *dir = fm_tm_write_tmp(m);
+    assert_non_null(dir);
+    fm_tm_free(m);
+    static const struct {
+        fm_weight_type wt;
+        const char *name;
+    } types[] = {{FM_WEIGHTS_F32, "f32"}, {FM_WEIGHTS_F16, "f16"}, {FM_WEIGHTS_BF16, "bf16"},
+                 {FM_WEIGHTS_Q8_0, "q8_0"}, {FM_WEIGHTS_Q4_0, "q4_0"}};
+    enum { STEPS = 10 };
+    const size_t V = (size_t)o.vocab;
+    setenv("FM_CUDA_QDOT", "0", 1);
+    for (size_t w = 0; w < sizeof types / sizeof types[0]; w++) {
+        const int quant = types[w].wt == FM_WEIGHTS_Q8_0 || types[w].wt == FM_WEIGHTS_Q4_0;
+        char *dq = quant ? write_dequantized(dir, types[w].wt, 0) : NULL;
+        fm_context *g = open_ctx(dir, FM_BACKEND_CUDA, types[w].wt);
+        fm_context *h = quant ? open_ctx(dq, FM_BACKEND_CPU, FM_WEIGHTS_F32) : open_ctx(dir, FM_BACKEND_CPU, types[w].wt);
+        fm_session *sg = open_session(g, 0), *sh = open_session(h, 0);
+        const double tol = quant ? QUANT_STEP_TOL : SSM_TYPES_TOL;
+        double worst = 0;
+        for (int t = 0; t < STEPS; t++) {
+            const int32_t tok = (int32_t)((53 * t + 7) % o.vocab);
+            OK(fm_session_feed(sg, &tok, 1, NULL));
+            OK(fm_session_feed(sh, &tok, 1, NULL));
+            const double e = rel_err(fm_session_logits(sg), fm_session_logits(sh), V);
+            if (e > worst) worst = e;
+            if (!(e <= tol))
+                fail_msg("ssm types: %s: step %d: GPU vs CPU relative error %.3g > %.1e", types[w].name, t, e, tol);
+        }
+        print_message("ssm types: %s (dt_rank 32): %d steps, worst relative error vs the CPU %.3g\n", types[w].name,
+                      STEPS, worst);
+        fm_session_close(sg);
+        fm_session_close(sh);
+        fm_context_close(g);
+        fm_context_close(h);
+        if (dq) {
+            fm_test_rmtree(dq);
+            free(dq);
+        }
+    }
+    unsetenv("FM_CUDA_QDOT");
     fm_test_rmtree(dir);
     free(dir);
 }
@@ -802,7 +866,7 @@ int main(void) {
         fprintf(stderr, "no reference cases found under %s\n", fm_test_fixtures_dir());
         return 1;
     }
-    struct CMUnitTest tests[MAX_CASES + 5];
+    struct CMUnitTest tests[MAX_CASES + 6];
     for (size_t i = 0; i < n; i++) {
         ptrs[i] = names[i];
         tests[i] = (struct CMUnitTest){names[i], run_case, NULL, NULL, (void *)ptrs[i]};
@@ -812,5 +876,6 @@ int main(void) {
     tests[n + 2] = (struct CMUnitTest){"gemv_kernels", test_gemv_kernels, NULL, NULL, NULL};
     tests[n + 3] = (struct CMUnitTest){"layers_kernel", test_layers_kernel, NULL, NULL, NULL};
     tests[n + 4] = (struct CMUnitTest){"bulk_forms", test_bulk_forms, NULL, NULL, NULL};
-    return _cmocka_run_group_tests("cuda", tests, n + 5, NULL, NULL);
+    tests[n + 5] = (struct CMUnitTest){"ssm_types", test_ssm_types, NULL, NULL, NULL};
+    return _cmocka_run_group_tests("cuda", tests, n + 6, NULL, NULL);
 }

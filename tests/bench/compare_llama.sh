@@ -8,7 +8,9 @@
 #
 # MODELS_DIR holds, per shape S (130m, 1.4b, 7b):
 #   fm-S-bf16/            our checkpoint: build/tests/make_bench_model --shape S --dtype bf16 MODELS_DIR/fm-S-bf16
-#   ggml-S-W.gguf         the same weights converted to GGUF (W = bf16), and llama-quantize'd (W = q8_0, q4_0)
+#   ggml-S-W.gguf         the same weights converted to GGUF (W = bf16: tests/bench/fm_to_gguf.py
+#                         fm-S-bf16 LLAMA/models/ggml-vocab-gpt-neox.gguf ggml-S-bf16.gguf), and
+#                         llama-quantize'd (W = q8_0, q4_0; it refuses the 130m shape's 48-column dt_proj)
 # Missing files are skipped with a note. Our q8_0 / q4_0 runs quantize the bf16 checkpoint at load
 # (--weights), as the library does.
 #

@@ -11,11 +11,16 @@
  * i + stages. The first stages are requested before pdl_wait (weights only), then the block stages x
  * in shared memory (bf16: fp32 in two planes, the first and second float4 of each 8-element granule,
  * so a warp's lanes read consecutive 16 bytes; quantized: k_qdot.cuh's layout). With NW warps per block
- * (16, or 8 with FM_CUDA_BULK_WARPS=8), tiles of NW or more rows give each warp tr / NW rows; smaller
- * ones split each row's columns over NW / tr warps, whose sums
+ * (16, or 8 with FM_CUDA_BULK_WARPS=8), tiles of NW or more rows give each warp up to ceil(tr / NW)
+ * rows; smaller ones split each row's columns over NW / tr warps (the rest idle), whose sums
  * meet in shared memory (double-buffered by tile parity, so the next tile's writes cannot overtake
- * warp 0's reads). tr is the largest power of two up to 32 whose tile fits FM_CUDA_BULK_TILE_KB, the
- * stages as many as fit FM_CUDA_BULK_KB (up to 8, at least 2).
+ * warp 0's reads). tr is the largest power of two up to 32 whose tile fits FM_CUDA_BULK_TILE_KB
+ * (FM_CUDA_BULK_STAGES=n: then fewer rows, any count, until n stages fit), the stages as many as fit
+ * FM_CUDA_BULK_KB (up to 8, at least 2).
+ *
+ * Fused forms (cuk_gemv_bulk_fused, cuda_fused.c): the rmsnorm of x computed by every block while
+ * its first tiles stream in, and the decode conv1d step in the epilogue of the rows that feed it, the
+ * taps, bias and state of the block's own rows staged in shared memory before the dependency wait.
  */
 #include "k_qdot.cuh"
 

@@ -529,6 +529,27 @@ static void test_gemv_kernels(void **state) {
     fm_test_free_case(&ref);
 }
 
+/* A random untied FalconMamba (d_state 16) written to a new temp dir (returned, malloc'ed); *o gets
+   its options. */
+static char *random_model(fm_tm_options *o, int d_model, int d_inner, int dt_rank, int vocab, int use_bias,
+                          uint32_t seed) {
+    fm_tm_options_init(o);
+    o->d_model = d_model;
+    o->d_inner = d_inner;
+    o->d_state = 16;
+    o->dt_rank = dt_rank;
+    o->vocab = vocab;
+    o->tied = 0;
+    o->use_bias = use_bias;
+    o->seed = seed;
+    fm_tm_model *m = fm_tm_create(o);
+    assert_non_null(m);
+    char *dir = fm_tm_write_tmp(m);
+    assert_non_null(dir);
+    fm_tm_free(m);
+    return dir;
+}
+
 /* The batch-1 GEMVs on a random model whose matrices the bulk-copy GEMV (k_gemv_bulk.cu) takes for
    every weight type (inner dimensions 256 and 512; the fixtures' are not multiples of 256): biases,
    untied head, 1200 rows of lm_head; bf16, Q8_0 and Q4_0. FM_CUDA_BULK=2 forces the bulk-copy GEMV
@@ -545,20 +566,7 @@ static void test_gemv_kernels(void **state) {
 static void test_bulk_forms(void **state) {
     (void)state;
     fm_tm_options o;
-    fm_tm_options_init(&o);
-    o.d_model = 256;
-    o.d_inner = 512;
-    o.d_state = 16;
-    o.dt_rank = 16;
-    o.vocab = 1200;
-    o.tied = 0;
-    o.use_bias = 1;
-    o.seed = 7;
-    fm_tm_model *m = fm_tm_create(&o);
-    assert_non_null(m);
-    char *dir = fm_tm_write_tmp(m);
-    assert_non_null(dir);
-    fm_tm_free(m);
+    char *dir = random_model(&o, 256, 512, 16, 1200, 1, 7);
     const fm_weight_type wts[] = {FM_WEIGHTS_BF16, FM_WEIGHTS_Q8_0, FM_WEIGHTS_Q4_0};
     const char *wnames[] = {"bf16", "q8_0", "q4_0"};
     enum { STEPS = 12 };
@@ -647,19 +655,7 @@ static void test_bulk_forms(void **state) {
 static void test_ssm_types(void **state) {
     (void)state;
     fm_tm_options o;
-    fm_tm_options_init(&o);
-    o.d_model = 64;
-    o.d_inner = 128;
-    o.d_state = 16;
-    o.dt_rank = 32;
-    o.vocab = 300;
-    o.tied = 0;
-    o.seed = 11;
-    fm_tm_model *m = fm_tm_create(&o);
-    assert_non_null(m);
-    char *dir = fm_tm_write_tmp(m);
-    assert_non_null(dir);
-    fm_tm_free(m);
+    char *dir = random_model(&o, 64, 128, 32, 300, 0, 11);
     static const struct {
         fm_weight_type wt;
         const char *name;

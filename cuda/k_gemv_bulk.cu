@@ -173,8 +173,8 @@ __host__ __device__ inline int conv_slot_floats(int K) { return 2 * K; }
    conv1d decode step from its shared-memory slot cs: as k_conv_decode. */
 __device__ __forceinline__ void bulk_out(const cu_bulk_fuse &f, const float *cs, float *y, int64_t row, float v,
                                          const float *bias, int accumulate) {
-    if (bias) v += bias[row];
-    y[row] = accumulate ? y[row] + v : v;
+    if (bias) v += bias[row]; /* the conv takes the biased value */
+    gemv_out(y, row, v, nullptr, accumulate);
     if (row >= f.conv_di) return;
     const int K = f.conv_k, km1 = K - 1;
     float acc = cs[K];

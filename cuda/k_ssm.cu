@@ -16,7 +16,7 @@
 #define GS 16        /* lanes per channel in the prefill scan */
 #define MAX_NJ 4     /* state elements per lane there: d_state <= 64 */
 
-template <int G> __device__ __forceinline__ float lanes_sum(float v) {
+template <int G, typename T> __device__ __forceinline__ T lanes_sum(T v) {
 #pragma unroll
     for (int o = G / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o, G);
     return v;
@@ -67,24 +67,13 @@ __device__ void norm_row(const float *row, int R, int N, int norm, float eps, fl
 /* 8 consecutive dt_proj elements of row c from column j0 (a multiple of 8; the row's 8-element pieces
    16-, 8- or 4-byte aligned: R % 8 == 0 and 16-byte aligned data, checked by the launcher), fp32. */
 template <int WT> __device__ __forceinline__ void dt_load8(const cu_wview &w, int64_t c, int j0, float *o) {
-    if constexpr (WT == CU_F32) {
-        const float4 *p = reinterpret_cast<const float4 *>((const float *)w.data + c * w.cols + j0);
-        const float4 a = __ldg(p), b = __ldg(p + 1);
-        o[0] = a.x, o[1] = a.y, o[2] = a.z, o[3] = a.w, o[4] = b.x, o[5] = b.y, o[6] = b.z, o[7] = b.w;
-    } else if constexpr (WT == CU_F16 || WT == CU_BF16) {
-        const uint4 v = __ldg(reinterpret_cast<const uint4 *>((const unsigned short *)w.data + c * w.cols + j0));
-        const unsigned q[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            if constexpr (WT == CU_BF16) {
-                o[2 * i] = __uint_as_float(q[i] << 16);
-                o[2 * i + 1] = __uint_as_float(q[i] & 0xffff0000u);
-            } else {
-                const float2 f = h2f(q[i]);
-                o[2 * i] = f.x, o[2 * i + 1] = f.y;
-            }
-        }
-    } else {
+    if constexpr (WT == CU_F32) { /* two 16-byte granules */
+        const uint4 *p = reinterpret_cast<const uint4 *>((const float *)w.data + c * w.cols + j0);
+        widen<CU_F32>(__ldg(p), o);
+        widen<CU_F32>(__ldg(p + 1), o + 4);
+    } else if constexpr (WT == CU_F16 || WT == CU_BF16) { /* one granule */
+        widen<WT>(__ldg(reinterpret_cast<const uint4 *>((const unsigned short *)w.data + c * w.cols + j0)), o);
+    } else { /* half or a quarter of a block: 8 of its bytes, not a granule */
         const int64_t nblk = w.cols / CU_QBLOCK, blk = j0 / CU_QBLOCK, in = j0 % CU_QBLOCK;
         const float d = f16_bits_to_f32(__ldg(w.scales + c * nblk + blk));
         if constexpr (WT == CU_Q8_0) {
@@ -101,12 +90,6 @@ template <int WT> __device__ __forceinline__ void dt_load8(const cu_wview &w, in
             for (int i = 0; i < 8; i++) o[i] = d * (float)((int)((q[i >> 2] >> (8 * (i & 3) + sh)) & 0xFu) - 8);
         }
     }
-}
-
-template <int G> __device__ __forceinline__ double lanes_sum_d(double v) {
-#pragma unroll
-    for (int o = G / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o, G);
-    return v;
 }
 
 #define DT_PIECES 4 /* 8-element dt pieces per lane: dt_rank <= 32 x lanes per channel */
@@ -187,9 +170,9 @@ __global__ void __launch_bounds__(128, 4) k_ssm_decode(cu_segtab t, cu_ssm_param
             b += (double)Bv[i] * Bv[i];
             cc += (double)Cv[i] * Cv[i];
         }
-        a = lanes_sum_d<G>(a);
-        b = lanes_sum_d<G>(b);
-        cc = lanes_sum_d<G>(cc);
+        a = lanes_sum<G>(a);
+        b = lanes_sum<G>(b);
+        cc = lanes_sum<G>(cc);
         const float sa = (float)(1.0 / sqrt(a / (double)R + (double)p.eps));
         const float sb = (float)(1.0 / sqrt(b / (double)N + (double)p.eps));
         const float sc = (float)(1.0 / sqrt(cc / (double)N + (double)p.eps));

@@ -230,7 +230,6 @@ static double time_graph(bench *b, void (*enq)(bench *, int), int arg, int reps)
 static void enq_kernel(bench *b, int which) {
     for (int li = 0; li < b->s.L; li++) enqueue_layer(b, li, which);
 }
-static void enq_step(bench *b, int fused) { enqueue_step(b, fused); }
 static void enq_head(bench *b, int unused) {
     (void)unused;
     for (int r = 0; r < 8; r++) CU(cuk_gemv(b->st, b->head, NULL, b->h, b->batch, b->logits, 0, b->sm));
@@ -381,9 +380,9 @@ static void run(const shape &s, int dtype, const char *dname, int batch, int rep
         }
         double th = time_graph(&b, enq_head, 0, reps) / 8;
         printf(" %.2f (%.0f%%) |", th * 1e6, 100.0 * wbytes(b.head) / th / bw);
-        double ts = time_graph(&b, enq_step, 0, reps);
+        double ts = time_graph(&b, enqueue_step, 0, reps);
         /* the norm and conv inside in_proj (cuda_fused.c), batch 1 only */
-        double tf = batch == 1 ? time_graph(&b, enq_step, 1, reps) : 0;
+        double tf = batch == 1 ? time_graph(&b, enqueue_step, 1, reps) : 0;
         double err = 0;
         const cu_wview *ms[] = {&b.ly[0].in_proj, &b.ly[0].x_proj, &b.ly[0].out_proj, &b.head};
         const float *xs[] = {b.h, b.u, b.y, b.h};

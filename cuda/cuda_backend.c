@@ -2,8 +2,9 @@
  *
  * One cu_backend per context: its own device, stream, cuBLAS handle, scratch and graphs, so contexts
  * on several devices (or several on one) coexist in a process. Every entry point takes the
- * context's (recursive) lock and makes its device current on the calling thread. No global mutable
- * state. */
+ * context's (recursive) lock and makes its device current on the calling thread. The one piece of
+ * process-wide state is the lock that keeps device-synchronising calls out of other threads' graph
+ * captures (below). */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,30 @@ int cu_blas_err(cu_backend *be, cublasStatus_t s, const char *what) {
                    cublasGetStatusString(s));
 }
 
+/* A call that synchronises the device (cudaFree, cudaFreeHost, cudaMallocHost, creating or destroying
+   a cuBLAS handle or a stream) while another thread's stream captures a decode graph invalidates that
+   capture, whatever its capture mode: two contexts stepping in two threads failed a step that way
+   (cudaErrorStreamCaptureInvalidated). So a capture holds this process-wide lock shared from its begin
+   to its end, and those calls hold it exclusively. Both nest per thread; a thread's own capture never
+   waits for itself (such a call inside it is refused or fails the capture, as before). */
+static pthread_rwlock_t g_sync_lock = PTHREAD_RWLOCK_INITIALIZER;
+static __thread int t_sync_depth, t_capturing;
+
+void cu_sync_begin(void) {
+    if (!t_capturing && t_sync_depth++ == 0) pthread_rwlock_wrlock(&g_sync_lock);
+}
+void cu_sync_end(void) {
+    if (!t_capturing && --t_sync_depth == 0) pthread_rwlock_unlock(&g_sync_lock);
+}
+void cu_capture_hold(void) {
+    pthread_rwlock_rdlock(&g_sync_lock);
+    t_capturing = 1;
+}
+void cu_capture_release(void) {
+    t_capturing = 0;
+    pthread_rwlock_unlock(&g_sync_lock);
+}
+
 int cu_enter(cu_backend *be) {
     pthread_mutex_lock(&be->lock);
     cudaError_t e = cudaSetDevice(be->device);
@@ -75,7 +100,9 @@ void *cu_malloc(cu_backend *be, size_t bytes, const char *what) {
         be->cap_allocs = cap;
     }
     void *p = NULL;
+    cu_sync_begin();
     cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
+    cu_sync_end();
     if (e != cudaSuccess) {
         size_t fr = 0, tot = 0;
         cudaGetLastError();
@@ -102,11 +129,15 @@ void cu_free(cu_backend *be, void *p) {
             be->allocs[i] = be->allocs[--be->n_allocs];
             break;
         }
+    cu_sync_begin();
     cudaFree(p);
+    cu_sync_end();
 }
 
 int cu_reserve(cu_backend *be, void **buf, size_t *have, size_t bytes, const char *what) {
     if (*have >= bytes && *buf) return FM_BE_OK;
+    if (be->capturing) /* keep the buffer (and the capture's other work) intact: this step fails, the next runs eagerly */
+        return cu_fail(be, FM_BE_ERR_INTERNAL, "cuda backend: %s: growth to %zu bytes inside a graph capture", what, bytes);
     if (*buf) cu_graphs_destroy(be); /* captured graphs may point into the old buffer */
     cu_free(be, *buf);
     *buf = NULL;
@@ -162,6 +193,7 @@ static const char *env_str(const char *name) {
 
 static void cu_destroy(cu_backend *be) {
     cudaSetDevice(be->device);
+    cu_sync_begin();
     if (be->layer_prof_steps) {
         static const char *names[CU_LAYERS_PHASES] = {"norm", "in_proj+conv", "wait", "x_proj", "wait",
                                                        "ssm", "wait", "out_proj", "wait"};
@@ -187,6 +219,7 @@ static void cu_destroy(cu_backend *be) {
     cu_free(be, be->blas_ws);
     for (size_t i = 0; i < be->n_allocs; i++) cudaFree(be->allocs[i].p); /* anything the core leaked */
     if (be->stream) cudaStreamDestroy(be->stream);
+    cu_sync_end();
     free(be->allocs);
     free(be->cap_states_buf);
     pthread_mutex_destroy(&be->lock);
@@ -264,6 +297,7 @@ static int cu_init(const fm_backend_host *host, const fm_backend_config *cfg, vo
         const char *pf = env_str("FM_CUDA_PREFETCH");
         cuk_set_prefetch(pf && strcmp(pf, "0") != 0);
     }
+    cu_sync_begin(); /* the stream, the cuBLAS handle and the pinned buffer */
     if (st == FM_BE_OK) st = cu_err(be, cudaStreamCreateWithFlags(&be->stream, cudaStreamNonBlocking), "cudaStreamCreate");
     if (st == FM_BE_OK) st = cu_blas_err(be, cublasCreate(&be->blas), "cublasCreate");
     if (st == FM_BE_OK) st = cu_blas_err(be, cublasSetStream(be->blas, be->stream), "cublasSetStream");
@@ -283,6 +317,7 @@ static int cu_init(const fm_backend_host *host, const fm_backend_config *cfg, vo
         st = FM_BE_ERR_OUT_OF_MEMORY;
     if (st == FM_BE_OK && !(be->cap_states_buf = calloc(CU_MAX_GRAPH_SEQS, sizeof(float *))))
         st = cu_fail(be, FM_BE_ERR_OUT_OF_MEMORY, "cuda backend: out of host memory");
+    cu_sync_end();
     if (st != FM_BE_OK) {
         cu_destroy(be);
         return st;

@@ -77,8 +77,12 @@ int cu_step_begin(void *vbe, const fm_step_desc *d, int *replayed) {
     be->cap_states = be->cap_states_buf;
     be->cap_n = d->n_seqs;
     be->cap_graph = g;
+    cu_capture_hold(); /* no other thread's device-synchronising call until the capture ends */
     st = cu_err(be, cudaStreamBeginCapture(be->stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
-    if (st) goto fail;
+    if (st) {
+        cu_capture_release();
+        goto fail;
+    }
     be->capturing = 1;
     return FM_BE_OK;
 fail:
@@ -93,6 +97,7 @@ int cu_step_end(void *vbe, int status) {
         cudaGraph_t graph = NULL;
         cudaError_t e = cudaStreamEndCapture(be->stream, &graph);
         be->capturing = 0;
+        cu_capture_release();
         if (st == FM_BE_OK) st = cu_err(be, e, "cudaStreamEndCapture");
         cudaGraphExec_t exec = NULL;
         if (st == FM_BE_OK) st = cu_err(be, cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate");

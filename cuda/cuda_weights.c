@@ -13,6 +13,7 @@
 static size_t round_up(size_t v, size_t a) { return (v + a - 1) / a * a; }
 
 void cu_staging_release(cu_backend *be) {
+    cu_sync_begin();
     for (int i = 0; i < 2; i++) {
         if (be->stage_ev[i]) {
             cudaEventSynchronize(be->stage_ev[i]);
@@ -24,6 +25,7 @@ void cu_staging_release(cu_backend *be) {
         be->pin[i] = be->stage[i] = NULL;
     }
     be->stage_bytes = 0;
+    cu_sync_end();
 }
 
 static int staging(cu_backend *be, size_t need) {
@@ -31,7 +33,9 @@ static int staging(cu_backend *be, size_t need) {
     cu_staging_release(be);
     size_t bytes = need > STAGE_BYTES ? need : STAGE_BYTES;
     for (int i = 0; i < 2; i++) {
+        cu_sync_begin();
         int st = cu_err(be, cudaMallocHost(&be->pin[i], bytes), "pinned staging buffer");
+        cu_sync_end();
         if (!st) st = cu_err(be, cudaEventCreateWithFlags(&be->stage_ev[i], cudaEventDisableTiming), "cudaEventCreate");
         if (!st && !(be->stage[i] = cu_malloc(be, bytes, "weight staging"))) st = FM_BE_ERR_OUT_OF_MEMORY;
         if (st) {

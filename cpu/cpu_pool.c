@@ -1,5 +1,5 @@
-/* cpu_pool.c - see cpu_pool.h. One generation counter under a mutex wakes the workers for a job;
-   a counter of finished workers wakes the caller. */
+/* cpu_pool.c - see cpu_pool.h. One generation counter under a mutex wakes the workers for a job,
+   an atomic counter hands out its chunks, a counter of finished workers wakes the caller. */
 #define _GNU_SOURCE /* sched_getaffinity */
 #include "cpu_pool.h"
 
@@ -7,6 +7,7 @@
 #include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 struct cpu_pool {
@@ -20,7 +21,8 @@ struct cpu_pool {
     unsigned long n_done;     /* workers finished with the current job */
     int stop;
     /* the job */
-    size_t n, grain;
+    size_t n, grain, chunk;
+    size_t next; /* the next unclaimed item (atomic) */
     cpu_task_fn fn;
     void *ctx;
 };
@@ -30,15 +32,29 @@ typedef struct worker_arg {
     int tid;
 } worker_arg;
 
-/* Thread tid's share of the job: contiguous, grain-aligned. */
-static void share(const cpu_pool *p, int tid, size_t *b, size_t *e) {
-    size_t units = (p->n + p->grain - 1) / p->grain;
-    size_t per = units / (size_t)p->n_threads, extra = units % (size_t)p->n_threads;
-    size_t t = (size_t)tid;
-    size_t u0 = t * per + (t < extra ? t : extra);
-    size_t u1 = u0 + per + (t < extra ? 1 : 0);
-    *b = u0 * p->grain < p->n ? u0 * p->grain : p->n;
-    *e = u1 * p->grain < p->n ? u1 * p->grain : p->n;
+/* Threads claim chunks of the job in order from one atomic counter until none is left, so a thread
+   that was held up (a preempted vCPU, a core shared with the application) leaves its unclaimed
+   chunks to the others instead of making them all wait. A chunk is a multiple of grain items, about
+   an eighth of a thread's even share: long enough that each thread still streams contiguous weight
+   rows. */
+#define CHUNKS_PER_THREAD 8
+
+static int sched_static = -1; /* FM_CPU_SCHED=static: one contiguous share per thread (A/B runs) */
+
+static void run_share(cpu_pool *p, int tid) {
+    if (sched_static) {
+        size_t units = (p->n + p->grain - 1) / p->grain;
+        size_t per = units / (size_t)p->n_threads, extra = units % (size_t)p->n_threads, t = (size_t)tid;
+        size_t u0 = t * per + (t < extra ? t : extra), u1 = u0 + per + (t < extra ? 1 : 0);
+        size_t b = u0 * p->grain < p->n ? u0 * p->grain : p->n, e = u1 * p->grain < p->n ? u1 * p->grain : p->n;
+        if (b < e) p->fn(p->ctx, b, e, tid);
+        return;
+    }
+    for (;;) {
+        const size_t b = __atomic_fetch_add(&p->next, p->chunk, __ATOMIC_RELAXED);
+        if (b >= p->n) return;
+        p->fn(p->ctx, b, p->n - b < p->chunk ? p->n : b + p->chunk, tid);
+    }
 }
 
 /* A forward pass is a burst of short jobs (a few per layer); waking a sleeping thread costs tens of
@@ -89,9 +105,7 @@ static void *worker_main(void *v) {
         if (p->stop) break;
         seen = p->generation;
         pthread_mutex_unlock(&p->mu);
-        size_t b, e;
-        share(p, tid, &b, &e);
-        if (b < e) p->fn(p->ctx, b, e, tid);
+        run_share(p, tid);
         pthread_mutex_lock(&p->mu);
         if (__atomic_add_fetch(&p->n_done, 1, __ATOMIC_RELEASE) == (unsigned long)p->n_threads - 1)
             pthread_cond_signal(&p->done);
@@ -131,6 +145,10 @@ int cpu_pool_create(int n_threads, cpu_pool **out) {
     cpu_pool *p = calloc(1, sizeof *p);
     if (!p) return -1;
     p->n_threads = n_threads < 1 ? 1 : n_threads;
+    if (sched_static < 0) {
+        const char *e = getenv("FM_CPU_SCHED");
+        sched_static = e && strcmp(e, "static") == 0;
+    }
     pthread_mutex_init(&p->run_lock, NULL);
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->wake, NULL);
@@ -170,15 +188,16 @@ void cpu_pool_run(cpu_pool *p, size_t n, size_t grain, cpu_task_fn fn, void *ctx
     pthread_mutex_lock(&p->mu);
     p->n = n;
     p->grain = grain;
+    const size_t units = (n + grain - 1) / grain, per = (size_t)p->n_threads * CHUNKS_PER_THREAD;
+    p->chunk = (units + per - 1) / per * grain;
+    p->next = 0;
     p->fn = fn;
     p->ctx = ctx;
     p->n_done = 0;
     __atomic_add_fetch(&p->generation, 1, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
-    size_t b, e;
-    share(p, 0, &b, &e);
-    if (b < e) fn(ctx, b, e, 0);
+    run_share(p, 0);
     spin_until_at_least(&p->n_done, (unsigned long)p->n_threads - 1);
     pthread_mutex_lock(&p->mu);
     while (p->n_done < (unsigned long)p->n_threads - 1) pthread_cond_wait(&p->done, &p->mu);

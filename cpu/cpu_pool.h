@@ -20,8 +20,10 @@ int cpu_pool_create(int n_threads, cpu_pool **out);
 void cpu_pool_destroy(cpu_pool *p);
 int cpu_pool_threads(const cpu_pool *p);
 
-/* Split [0, n) into one contiguous range per thread, each a multiple of grain items except the last,
-   and return when all are done. Ranges that would be empty are not run. */
+/* Run fn over [0, n) on the pool's threads and return when all of it is done. The threads claim
+   consecutive chunks (multiples of grain items, about n_threads * 8 of them) until none is left, so
+   fn sees several ranges per thread, in no fixed assignment; FM_CPU_SCHED=static (read at pool
+   creation) gives each thread one contiguous share instead. Empty ranges are not run. */
 void cpu_pool_run(cpu_pool *p, size_t n, size_t grain, cpu_task_fn fn, void *ctx);
 
 /* Cores this process may run on (sched_getaffinity), at least 1. */

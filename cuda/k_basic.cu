@@ -254,7 +254,64 @@ __global__ void k_dequant(cu_wview w, int64_t row0, int out_dtype, void *out) {
     }
 }
 
+/* Q8_0 / Q4_0 rows widened a whole quant block per thread: one 16/32-byte load of the quants, one
+   scale, 64-128 bytes of stores (the element-wise k_dequant above moves bytes one or two at a time
+   and ran far below the bandwidth, so quantized batches through cuBLAS mostly waited for it). The
+   values are exactly w_elem's: d * q. Block i of the chunk is row i / nblk, block i % nblk, and its
+   output starts at element 32 i (the chunk's rows are contiguous). */
+template <typename OT> __device__ __forceinline__ OT from_f32(float v);
+template <> __device__ __forceinline__ float from_f32<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half from_f32<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+template <int WT, typename OT> __global__ void k_dequant_blocks(cu_wview w, int64_t row0, int64_t count, OT *out) {
+    const int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x, nblk = w.cols / CU_QBLOCK;
+    if (i >= count) return;
+    const int64_t r = row0 + i / nblk, b = i % nblk;
+    const float d = f16_bits_to_f32(w.scales[r * nblk + b]);
+    float v[CU_QBLOCK];
+    if constexpr (WT == CU_Q8_0) {
+        const uint4 *p = reinterpret_cast<const uint4 *>((const signed char *)w.data + r * w.cols + b * CU_QBLOCK);
+        const uint4 q[2] = {__ldg(p), __ldg(p + 1)};
+#pragma unroll
+        for (int k = 0; k < CU_QBLOCK; k++) {
+            const uint4 &u = q[k / 16];
+            const unsigned word = (k & 15) < 4 ? u.x : (k & 15) < 8 ? u.y : (k & 15) < 12 ? u.z : u.w;
+            v[k] = d * (float)(signed char)(word >> (8 * (k & 3)));
+        }
+    } else { /* byte k: element k (low nibble), k + 16 (high) */
+        const uint4 u = __ldg(reinterpret_cast<const uint4 *>((const unsigned char *)w.data + r * (w.cols / 2) + b * 16));
+#pragma unroll
+        for (int k = 0; k < 16; k++) {
+            const unsigned word = k < 4 ? u.x : k < 8 ? u.y : k < 12 ? u.z : u.w, byte = (word >> (8 * (k & 3))) & 0xffu;
+            v[k] = d * (float)((int)(byte & 0x0fu) - 8);
+            v[k + 16] = d * (float)((int)(byte >> 4) - 8);
+        }
+    }
+    __align__(16) OT o[CU_QBLOCK];
+#pragma unroll
+    for (int k = 0; k < CU_QBLOCK; k++) o[k] = from_f32<OT>(v[k]);
+    uint4 *dst = reinterpret_cast<uint4 *>(out + (size_t)i * CU_QBLOCK);
+#pragma unroll
+    for (int k = 0; k < (int)(CU_QBLOCK * sizeof(OT) / 16); k++) dst[k] = reinterpret_cast<const uint4 *>(o)[k];
+}
+
+template <int WT>
+static cudaError_t dequant_blocks(cudaStream_t s, cu_wview w, int64_t row0, int64_t nrows, int out_dtype, void *out) {
+    const int64_t count = nrows * (w.cols / CU_QBLOCK);
+    const unsigned grid = (unsigned)((count + 255) / 256);
+    if (out_dtype == CU_F32) k_dequant_blocks<WT, float><<<grid, 256, 0, s>>>(w, row0, count, (float *)out);
+    else if (out_dtype == CU_F16) k_dequant_blocks<WT, __half><<<grid, 256, 0, s>>>(w, row0, count, (__half *)out);
+    else k_dequant_blocks<WT, __nv_bfloat16><<<grid, 256, 0, s>>>(w, row0, count, (__nv_bfloat16 *)out);
+    return cudaGetLastError();
+}
+
 extern "C" cudaError_t cuk_dequant(cudaStream_t s, cu_wview w, int64_t row0, int64_t nrows, int out_dtype, void *out) {
+    const bool q = w.dtype == CU_Q8_0 || w.dtype == CU_Q4_0;
+    if (q && w.cols % CU_QBLOCK == 0 && ((uintptr_t)w.data & 15) == 0 && ((uintptr_t)out & 15) == 0 &&
+        nrows * (w.cols / CU_QBLOCK) < ((int64_t)1 << 40))
+        return w.dtype == CU_Q8_0 ? dequant_blocks<CU_Q8_0>(s, w, row0, nrows, out_dtype, out)
+                                  : dequant_blocks<CU_Q4_0>(s, w, row0, nrows, out_dtype, out);
     int bx = (int)((w.cols + 255) / 256);
     if (bx > 32) bx = 32;
     for (int64_t r = 0; r < nrows; r += 65535) {

@@ -249,6 +249,8 @@ static int cu_init(const fm_backend_host *host, const fm_backend_config *cfg, vo
     be->stack_on = !(sk && strcmp(sk, "0") == 0);
     const char *sc = env_str("FM_CUDA_SCAN");
     be->scan_chunked = sc ? (atoi(sc) == 2 ? 2 : strcmp(sc, "0") != 0) : 1;
+    const char *dq = env_str("FM_CUDA_DQ_CHUNK_MB");
+    be->mm_chunk = (size_t)(dq && atoi(dq) > 0 && atoi(dq) <= 4096 ? atoi(dq) : 64) << 20;
     const char *la = env_str("FM_CUDA_LAYERS");
     /* off by default: slower than the per-op path so far (docs/PERFORMANCE.md) */
     be->layers_on = !la ? 0 : strcmp(la, "2") == 0 ? 2 : strcmp(la, "0") != 0;

@@ -74,6 +74,7 @@ typedef struct cu_backend {
        ssm prefill (norms, delta); grown on demand, never inside a capture */
     void *mm_scratch;
     size_t mm_scratch_bytes;
+    size_t mm_chunk; /* bytes of weights dequantized per cuBLAS call (FM_CUDA_DQ_CHUNK_MB) */
     void *ssm_scratch;
     size_t ssm_scratch_bytes;
 

@@ -12,7 +12,6 @@
 
 #include "cuda_backend.h"
 
-#define MM_CHUNK_BYTES (64u << 20) /* dequantized weight rows per cuBLAS call */
 
 static int done(cu_backend *be, cudaError_t e, const char *what) {
     int st = cu_err(be, e, what);
@@ -55,7 +54,7 @@ static size_t round256(size_t b) { return (b + 255) / 256 * 256; }
 int cu_reserve_rows(cu_backend *be, size_t rows, size_t max_cols) {
     /* narrowed activations (hi + lo) for rows x max_cols; a stacked product's output; a dequantized chunk */
     size_t mm = round256(2 * rows * max_cols * 2) + (rows <= MM_STACK_MAX_N ? round256(2 * rows * max_cols * 4) : 0) +
-                MM_CHUNK_BYTES + 256;
+                be->mm_chunk + 256;
     return cu_reserve(be, &be->mm_scratch, &be->mm_scratch_bytes, mm, "matmul scratch");
 }
 
@@ -100,9 +99,9 @@ int cu_matmul_locked(cu_backend *be, const fm_weight *W, const float *bias, cons
         st = gemm(be, v->data, CUDA_R_32F, x, m, (int)n, k, y, m, accumulate ? 1.0f : 0.0f);
     } else if (be->exact) {
         /* every type widened to fp32 a chunk of rows at a time, sgemm */
-        if ((st = cu_reserve(be, &be->mm_scratch, &be->mm_scratch_bytes, MM_CHUNK_BYTES + 256, "matmul scratch")))
+        if ((st = cu_reserve(be, &be->mm_scratch, &be->mm_scratch_bytes, be->mm_chunk + 256, "matmul scratch")))
             return st;
-        size_t per = MM_CHUNK_BYTES / ((size_t)k * 4);
+        size_t per = be->mm_chunk / ((size_t)k * 4);
         if (per < 1) per = 1;
         for (size_t r0 = 0; st == FM_BE_OK && r0 < (size_t)m; r0 += per) {
             size_t nr = (size_t)m - r0 < per ? (size_t)m - r0 : per;
@@ -116,11 +115,11 @@ int cu_matmul_locked(cu_backend *be, const fm_weight *W, const float *bias, cons
            keeps only hi (x rounded). */
         const int quant = v->dtype == CU_Q8_0 || v->dtype == CU_Q4_0;
         const size_t cnt = n * (size_t)k, act = round256(2 * cnt * 2);
-        size_t per = quant ? MM_CHUNK_BYTES / ((size_t)k * 2) : (size_t)m;
+        size_t per = quant ? be->mm_chunk / ((size_t)k * 2) : (size_t)m;
         if (per < 1) per = 1;
         if (per > (size_t)m) per = (size_t)m;
         const size_t hbytes = round256(2 * n * per * 4);
-        const size_t base = act + (quant ? MM_CHUNK_BYTES : 0) + 256;
+        const size_t base = act + (quant ? be->mm_chunk : 0) + 256;
         /* stacking needs room for the product's output; inside a capture the scratch cannot grow */
         int stack = !be->fast && be->stack_on && n <= MM_STACK_MAX_N &&
                     (!be->capturing || be->mm_scratch_bytes >= base + hbytes);
@@ -128,7 +127,7 @@ int cu_matmul_locked(cu_backend *be, const fm_weight *W, const float *bias, cons
             return st;
         void *hi = be->mm_scratch, *lo = be->fast ? NULL : (char *)be->mm_scratch + cnt * 2;
         char *chunk = (char *)be->mm_scratch + act;
-        float *h = stack ? (float *)(chunk + (quant ? MM_CHUNK_BYTES : 0)) : NULL;
+        float *h = stack ? (float *)(chunk + (quant ? be->mm_chunk : 0)) : NULL;
         const int ht = quant ? CU_BF16 : v->dtype;
         if ((st = cu_err(be, cuk_to_half(be->stream, x, cnt, ht, hi, lo), "matmul"))) return st;
         for (size_t r0 = 0; st == FM_BE_OK && r0 < (size_t)m; r0 += per) {

@@ -71,9 +71,9 @@ AINLINE void finish(const cpu_gemv_args *a, size_t i, size_t j, float v) {
         _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++) out[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]));       \
     }                                                                                                            \
     /* Three weight rows against NR activation rows, 16 columns a step: each activation load serves    \
-       three rows (at batches of 5-8 the activations outgrow L1 and their L2 reloads, one per FMA,       \
-       were the limit: 1.4-1.7x faster on the 1.4b shapes' matrices, docs/PERFORMANCE.md).              \
-       out[r * 8 + i] = row r . x row i. */                                                               \
+       three rows. For batches of 3-8 (the activations outgrow L1 and their L2 reloads, one per FMA,     \
+       were the limit): 1.3-1.75x faster on the 1.4b shapes' matrices (tests/bench/cpu_gemv_bench,      \
+       docs/PERFORMANCE.md); at batch 2 one row at a time is faster. out[r * 8 + i] = row r . x row i. */ \
     AINLINE void rows3_##SUFFIX(const unsigned char *w, size_t rb, const float *x, size_t K, const int NR,       \
                                 float *out) {                                                               \
         __m512 acc[3][8];                                                                                    \
@@ -101,10 +101,12 @@ AINLINE void finish(const cpu_gemv_args *a, size_t i, size_t j, float v) {
         const size_t K = (size_t)a->W->cols;                                                                     \
         float out[24];                                                                                           \
         size_t j = a->j0;                                                                                        \
-        if (a->n >= 5 && a->n <= 8)                                                                              \
+        if (a->n >= 3 && a->n <= 8)                                                                              \
             for (; j + 3 <= a->j1; j += 3) {                                                                     \
                 const unsigned char *w = (const unsigned char *)a->W->data + j * a->W->row_bytes;                \
                 switch (a->n) {                                                                                  \
+                case 3: rows3_##SUFFIX(w, a->W->row_bytes, a->x, K, 3, out); break;                              \
+                case 4: rows3_##SUFFIX(w, a->W->row_bytes, a->x, K, 4, out); break;                              \
                 case 5: rows3_##SUFFIX(w, a->W->row_bytes, a->x, K, 5, out); break;                              \
                 case 6: rows3_##SUFFIX(w, a->W->row_bytes, a->x, K, 6, out); break;                              \
                 case 7: rows3_##SUFFIX(w, a->W->row_bytes, a->x, K, 7, out); break;                              \

@@ -46,6 +46,11 @@ AINLINE void finish(const cpu_gemv_args *a, size_t i, size_t j, float v) {
     *o = a->accumulate ? *o + v : v;
 }
 
+/* rows3 (below) only above this many bytes of activations: cpu_gemv_bench, one thread, 3072 rows x
+   768 columns at batch 8 (24 KB) 0.64-0.73 ms with it against 0.60-0.63 without, x 1536 at batch 4
+   (24 KB) 1.19-1.30 against 0.93-1.08, x 1536 at batch 8 (48 KB) 1.60-1.63 against 1.83-1.91. */
+#define ROWS3_MIN_X_BYTES (24u << 10)
+
 /* One weight row against NR <= 8 activation rows, two accumulators each (K unrolled by 32): the
    weight vector is loaded and widened once for all rows of a batched decode. */
 #define DEF_FLOAT_ROWS(SUFFIX, ESZ)                                                                              \
@@ -73,7 +78,8 @@ AINLINE void finish(const cpu_gemv_args *a, size_t i, size_t j, float v) {
     /* Three weight rows against NR activation rows, 16 columns a step: each activation load serves    \
        three rows. For batches of 3-8 (the activations outgrow L1 and their L2 reloads, one per FMA,     \
        were the limit): 1.3-1.75x faster on the 1.4b shapes' matrices (tests/bench/cpu_gemv_bench,      \
-       docs/PERFORMANCE.md); at batch 2 one row at a time is faster. out[r * 8 + i] = row r . x row i. */ \
+       docs/PERFORMANCE.md); at batch 2, or while the activations fit in L1 beside the weight stream     \
+       (ROWS3_MIN_X_BYTES), one row at a time is faster. out[r * 8 + i] = row r . x row i. */            \
     AINLINE void rows3_##SUFFIX(const unsigned char *w, size_t rb, const float *x, size_t K, const int NR,       \
                                 float *out) {                                                               \
         __m512 acc[3][8];                                                                                    \
@@ -101,7 +107,7 @@ AINLINE void finish(const cpu_gemv_args *a, size_t i, size_t j, float v) {
         const size_t K = (size_t)a->W->cols;                                                                     \
         float out[24];                                                                                           \
         size_t j = a->j0;                                                                                        \
-        if (a->n >= 3 && a->n <= 8)                                                                              \
+        if (a->n >= 3 && a->n <= 8 && a->n * K * sizeof(float) > ROWS3_MIN_X_BYTES)                             \
             for (; j + 3 <= a->j1; j += 3) {                                                                     \
                 const unsigned char *w = (const unsigned char *)a->W->data + j * a->W->row_bytes;                \
                 switch (a->n) {                                                                                  \

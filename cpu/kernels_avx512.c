@@ -26,19 +26,6 @@ AINLINE __m512 load16_f16(const unsigned char *p, __mmask16 m) {
     return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
 }
 AINLINE __m512 load16_f32(const unsigned char *p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
-/* One element, widened the same way. */
-AINLINE float elem_bf16(const unsigned char *p) {
-    uint32_t b = (uint32_t)(p[0] | (p[1] << 8)) << 16;
-    float f;
-    memcpy(&f, &b, 4);
-    return f;
-}
-AINLINE float elem_f16(const unsigned char *p) { return _cvtsh_ss((unsigned short)(p[0] | (p[1] << 8))); }
-AINLINE float elem_f32(const unsigned char *p) {
-    float f;
-    memcpy(&f, p, 4);
-    return f;
-}
 
 AINLINE void finish(const cpu_gemv_args *a, size_t i, size_t j, float v) {
     float *o = a->y + i * a->ldy + j;
@@ -53,7 +40,7 @@ AINLINE void finish(const cpu_gemv_args *a, size_t i, size_t j, float v) {
 
 /* One weight row against NR <= 8 activation rows, two accumulators each (K unrolled by 32): the
    weight vector is loaded and widened once for all rows of a batched decode. */
-#define DEF_FLOAT_ROWS(SUFFIX, ESZ)                                                                              \
+#define DEF_FLOAT_ROWS(SUFFIX, ESZ, DT)                                                                            \
     AINLINE void rows_##SUFFIX(const unsigned char *w, const float *x, size_t K, const int NR, float *out) {    \
         __m512 acc[8][2];                                                                                        \
         _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();                               \
@@ -85,12 +72,12 @@ AINLINE void finish(const cpu_gemv_args *a, size_t i, size_t j, float v) {
         __m512 acc[3][8];                                                                                    \
         _Pragma("GCC unroll 8") for (int r = 0; r < 3; r++) _Pragma("GCC unroll 8") for (int i = 0; i < NR; i++) \
             acc[r][i] = _mm512_setzero_ps();                                                                 \
-        const size_t K16 = K & ~(size_t)15, m = 0xffff; /* unmasked steps; a last partial one in scalar */ \
+        const size_t K16 = K & ~(size_t)15; /* whole steps; a last partial one in scalar */              \
         for (size_t k = 0; k < K16; k += 16) {                                                               \
             __m512 wv[3];                                                                                    \
             _Pragma("GCC unroll 3") for (int r = 0; r < 3; r++) {                                            \
                 if (((k * ESZ) & 63) == 0) _mm_prefetch((const char *)(w + r * rb + ESZ * k) + PF_AHEAD, _MM_HINT_T0); \
-                wv[r] = load16_##SUFFIX(w + r * rb + ESZ * k, (__mmask16)m);                                 \
+                wv[r] = load16_##SUFFIX(w + r * rb + ESZ * k, (__mmask16)0xffff);                            \
             }                                                                                                \
             _Pragma("GCC unroll 8") for (int i = 0; i < NR; i++) {                                           \
                 const __m512 xv = _mm512_loadu_ps(x + i * K + k);                                            \
@@ -99,7 +86,7 @@ AINLINE void finish(const cpu_gemv_args *a, size_t i, size_t j, float v) {
         }                                                                                                    \
         _Pragma("GCC unroll 8") for (int r = 0; r < 3; r++) _Pragma("GCC unroll 8") for (int i = 0; i < NR; i++) { \
             float v = _mm512_reduce_add_ps(acc[r][i]);                                                       \
-            for (size_t k = K16; k < K; k++) v += elem_##SUFFIX(w + r * rb + ESZ * k) * x[i * K + k];         \
+            for (size_t k = K16; k < K; k++) v += fm_dtype_load_f32(w + r * rb, DT, k) * x[i * K + k];       \
             out[r * 8 + i] = v;                                                                              \
         }                                                                                                    \
     }                                                                                                        \
@@ -141,9 +128,9 @@ AINLINE void finish(const cpu_gemv_args *a, size_t i, size_t j, float v) {
         }                                                                                                        \
     }
 
-DEF_FLOAT_ROWS(f32, 4)
-DEF_FLOAT_ROWS(bf16, 2)
-DEF_FLOAT_ROWS(f16, 2)
+DEF_FLOAT_ROWS(f32, 4, FM_DTYPE_F32)
+DEF_FLOAT_ROWS(bf16, 2, FM_DTYPE_BF16)
+DEF_FLOAT_ROWS(f16, 2, FM_DTYPE_F16)
 
 /* ---- quantized GEMV (the grouped kernel serves Q4_0; Q8_0 uses the per-pair one further down) ----
    The activations are first rearranged (pack_x) into groups that line up with the weight bytes as

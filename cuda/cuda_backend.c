@@ -49,8 +49,9 @@ int cu_blas_err(cu_backend *be, cublasStatus_t s, const char *what) {
    a cuBLAS handle or a stream) while another thread's stream captures a decode graph invalidates that
    capture, whatever its capture mode: two contexts stepping in two threads failed a step that way
    (cudaErrorStreamCaptureInvalidated). So a capture holds this process-wide lock shared from its begin
-   to its end, and those calls hold it exclusively. Both nest per thread; a thread's own capture never
-   waits for itself (such a call inside it is refused or fails the capture, as before). */
+   to its end, and those calls hold it exclusively (cudaMalloc too, which may synchronise). Both nest
+   per thread; a thread's own capture never waits for itself (such a call inside it is refused or
+   fails the capture, as before). */
 static pthread_rwlock_t g_sync_lock = PTHREAD_RWLOCK_INITIALIZER;
 static __thread int t_sync_depth, t_capturing;
 

@@ -147,9 +147,9 @@ int cu_step_end(void *be, int status);
 void cu_graphs_destroy(cu_backend *be);
 
 /* Device-synchronising calls (cudaMalloc, cudaFree, cudaFreeHost, cudaMallocHost, handle and stream
-   creation and teardown)
-   between cu_sync_begin / cu_sync_end; a graph capture between cu_capture_hold / cu_capture_release,
-   so no other thread's such call lands inside it (cuda_backend.c). */
+   creation and teardown) between cu_sync_begin / cu_sync_end; a graph capture between
+   cu_capture_hold / cu_capture_release, so no other thread's such call lands inside it
+   (cuda_backend.c). */
 void cu_sync_begin(void);
 void cu_sync_end(void);
 void cu_capture_hold(void);

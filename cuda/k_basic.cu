@@ -1,5 +1,5 @@
 /* k_basic.cu - embedding, rmsnorm, bias, weight conversion/quantization, activation narrowing. */
-#include "k_common.cuh"
+#include "k_widen.cuh"
 
 int cuk_pdl_on;
 extern "C" void cuk_set_pdl(int on) { cuk_pdl_on = on; }
@@ -269,28 +269,15 @@ template <int WT, typename OT> __global__ void k_dequant_blocks(cu_wview w, int6
     if (i >= count) return;
     const int64_t r = row0 + i / nblk, b = i % nblk;
     const float d = f16_bits_to_f32(w.scales[r * nblk + b]);
+    /* the block's 32 quants as k_widen.cuh's granules: two of 16 int8, or one of 32 nibbles */
+    const uint4 *p = reinterpret_cast<const uint4 *>((const unsigned char *)w.data + r * row_bytes<WT>(w.cols)) +
+                     b * (CU_QBLOCK / wt_traits<WT>::E);
     float v[CU_QBLOCK];
-    if constexpr (WT == CU_Q8_0) {
-        const uint4 *p = reinterpret_cast<const uint4 *>((const signed char *)w.data + r * w.cols + b * CU_QBLOCK);
-        const uint4 q[2] = {__ldg(p), __ldg(p + 1)};
 #pragma unroll
-        for (int k = 0; k < CU_QBLOCK; k++) {
-            const uint4 &u = q[k / 16];
-            const unsigned word = (k & 15) < 4 ? u.x : (k & 15) < 8 ? u.y : (k & 15) < 12 ? u.z : u.w;
-            v[k] = d * (float)(signed char)(word >> (8 * (k & 3)));
-        }
-    } else { /* byte k: element k (low nibble), k + 16 (high) */
-        const uint4 u = __ldg(reinterpret_cast<const uint4 *>((const unsigned char *)w.data + r * (w.cols / 2) + b * 16));
-#pragma unroll
-        for (int k = 0; k < 16; k++) {
-            const unsigned word = k < 4 ? u.x : k < 8 ? u.y : k < 12 ? u.z : u.w, byte = (word >> (8 * (k & 3))) & 0xffu;
-            v[k] = d * (float)((int)(byte & 0x0fu) - 8);
-            v[k + 16] = d * (float)((int)(byte >> 4) - 8);
-        }
-    }
+    for (int k = 0; k < CU_QBLOCK / wt_traits<WT>::E; k++) widen<WT>(__ldg(p + k), v + k * wt_traits<WT>::E);
     __align__(16) OT o[CU_QBLOCK];
 #pragma unroll
-    for (int k = 0; k < CU_QBLOCK; k++) o[k] = from_f32<OT>(v[k]);
+    for (int k = 0; k < CU_QBLOCK; k++) o[k] = from_f32<OT>(d * v[k]);
     uint4 *dst = reinterpret_cast<uint4 *>(out + (size_t)i * CU_QBLOCK);
 #pragma unroll
     for (int k = 0; k < (int)(CU_QBLOCK * sizeof(OT) / 16); k++) dst[k] = reinterpret_cast<const uint4 *>(o)[k];

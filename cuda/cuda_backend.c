@@ -295,6 +295,8 @@ static int cu_init(const fm_backend_host *host, const fm_backend_config *cfg, vo
         cuk_set_bulk(bm ? atoi(bm) : 1, major >= 9, (size_t)optin, bk ? atoi(bk) : 220, bt ? atoi(bt) : 96);
         const char *bw = env_str("FM_CUDA_BULK_WARPS");
         cuk_set_bulk_warps(bw ? atoi(bw) : 16);
+        const char *bc = env_str("FM_CUDA_BULK_TC");
+        cuk_set_bulk_tc(bc ? atoi(bc) : 5);
         const char *bs = env_str("FM_CUDA_BULK_STAGES");
         cuk_set_bulk_stages(bs ? atoi(bs) : 0);
         const char *pf = env_str("FM_CUDA_PREFETCH");

@@ -108,6 +108,15 @@ void cuk_set_bulk_warps(int warps);
 void cuk_set_bulk_stages(int min_stages);
 cudaError_t cuk_gemv_bulk(cudaStream_t s, cu_wview W, const float *b, const float *x, float *y, int accumulate,
                           int sm_count, int *taken);
+/* The bulk-copy tensor-core GEMV for decode batches (k_gemv_bulk_tc.cu, tried first by cuk_gemv): bf16
+   weights, min_n <= n <= 8, cols a multiple of 256 up to 16384 with slices of >= 2048 columns, sm_90+
+   (FM_CUDA_BULK as above: 0 turns it off too, 2 forces it onto small matrices), one round of tiles or
+   rounds that keep >= 85% of the SMs busy; *taken as for cuk_gemv_bulk. min_n = FM_CUDA_BULK_TC, set
+   at context open: the least batch it serves (default 5: below, the register-fed kernel needs one
+   n-tile and measured faster; 0 = off). */
+void cuk_set_bulk_tc(int min_n);
+cudaError_t cuk_gemv_bulk_tc(cudaStream_t s, cu_wview W, const float *b, const float *x, int n, float *y,
+                             int accumulate, int sm_count, int *taken);
 /* What the bulk-copy GEMV can fuse around a one-sequence product (cuk_gemv_bulk_fused; zeroed = nothing):
    norm: x is the residual stream and the product takes rmsnorm(x) * norm_w instead (norm_w NULL =
    weightless, eps as the rmsnorm op's); conv_di > 0: rows < conv_di of the output are the conv1d's

@@ -22,45 +22,13 @@
  * its first tiles stream in, and the decode conv1d step in the epilogue of the rows that feed it, the
  * taps, bias and state of the block's own rows staged in shared memory before the dependency wait.
  */
+#include "k_bulk.cuh"
 #include "k_qdot.cuh"
 
 #include <atomic>
 #include <mutex>
 
 #define BULK_MAX_STAGES 8
-
-__device__ __forceinline__ unsigned smem_addr(const void *p) { return (unsigned)__cvta_generic_to_shared(p); }
-
-__device__ __forceinline__ void mbar_init(uint64_t *bar) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_addr(bar)) : "memory");
-#endif
-}
-/* Thread 0: stage bar gets `bytes` from the copies below (one arrival, the transaction count). */
-__device__ __forceinline__ void mbar_expect(uint64_t *bar, unsigned bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
-#endif
-}
-__device__ __forceinline__ void bulk_copy(void *dst, const void *src, unsigned bytes, uint64_t *bar) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
-                     smem_addr(dst)),
-                 "l"(src), "r"(bytes), "r"(smem_addr(bar))
-                 : "memory");
-#endif
-}
-__device__ __forceinline__ void mbar_wait(uint64_t *bar, unsigned phase) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    unsigned done;
-    do {
-        asm volatile("{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}"
-                     : "=r"(done)
-                     : "r"(smem_addr(bar)), "r"(phase)
-                     : "memory");
-    } while (!done);
-#endif
-}
 
 __host__ __device__ inline int is_quant(int wt) { return wt == CU_Q8_0 || wt == CU_Q4_0; }
 /* Bytes of one row's scales (quantized types), and of one stage: tr rows of weights, then their
@@ -256,9 +224,7 @@ __global__ void __launch_bounds__(NW * 32, FM_BULK_MINB) k_gemv_bulk(cu_wview W,
 
     if (threadIdx.x == 0) {
         for (int s = 0; s < stages; s++) mbar_init(&full[s]);
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-#endif
+        mbar_init_fence();
         for (int s = 0; s < stages; s++) { /* weights only: before the wait */
             const int64_t t = blockIdx.x + (int64_t)s * gridDim.x;
             if (t < ntiles) fetch_tile<WT>(W, t, tr, bulk_smem + (size_t)s * stb, &full[s]);
@@ -319,9 +285,7 @@ __global__ void __launch_bounds__(NW * 32, FM_BULK_MINB) k_gemv_bulk(cu_wview W,
         __syncthreads(); /* every warp is done with stage s, and its part is in red */
         const int64_t tn = t + (int64_t)stages * gridDim.x;
         if (threadIdx.x == 0 && tn < ntiles) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-            asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); /* the reads above before the copy's writes */
-#endif
+            fence_proxy_async(); /* the reads above before the copy's writes */
             fetch_tile<WT>(W, tn, tr, st, &full[s]);
         }
         if (parts > 1 && warp == 0 && lane < tr && t * tr + lane < rows) {
@@ -357,14 +321,17 @@ extern "C" void cuk_set_bulk(int mode, int sm90, size_t smem_optin, int smem_kb,
     g_tile_kb = tile_kb < 1 ? 1 : tile_kb;
 }
 
-/* The kernel k may take shm bytes of dynamic shared memory on the current device: cudaFuncSetAttribute
-   once per kernel, device and larger size (it costs microseconds of host time per call, and eager
+int cuk_bulk_mode() { return g_mode; }
+bool cuk_bulk_hw() { return g_sm90_all != 0; }
+size_t cuk_bulk_budget() { return (size_t)g_kb * 1024 < g_smem_cap ? (size_t)g_kb * 1024 : g_smem_cap; }
+
+/* k_bulk.cuh: cudaFuncSetAttribute once per kernel, device and larger size (it costs microseconds of host time per call, and eager
    decode steps launch the kernel hundreds of times); false (error cleared) when the device refuses,
    and then the register-fed GEMV runs instead. */
 #define BULK_MAX_DEVICES 64
-static bool smem_allowed(const void *k, size_t shm) {
-    static const void *kern[BULK_MAX_DEVICES][8];
-    static std::atomic<size_t> have[BULK_MAX_DEVICES][8];
+bool cuk_bulk_smem_allowed(const void *k, size_t shm) {
+    static const void *kern[BULK_MAX_DEVICES][16];
+    static std::atomic<size_t> have[BULK_MAX_DEVICES][16];
     static std::mutex mu;
     int dev = 0;
     if (cudaGetDevice(&dev) != cudaSuccess) {
@@ -374,7 +341,7 @@ static bool smem_allowed(const void *k, size_t shm) {
     int slot = -1;
     if (dev >= 0 && dev < BULK_MAX_DEVICES) {
         std::lock_guard<std::mutex> g(mu);
-        for (int i = 0; i < 8 && slot < 0; i++)
+        for (int i = 0; i < 16 && slot < 0; i++)
             if (kern[dev][i] == k || !kern[dev][i]) {
                 kern[dev][i] = k;
                 slot = i;
@@ -397,7 +364,7 @@ template <int WT>
 static cudaError_t launch(cudaStream_t s, cu_wview W, const float *b, const float *x, float *y, int acc, int sm_count,
                           cu_bulk_fuse f, int *taken) {
     const int forced = g_mode == 2; /* tests: small matrices too, and 3 blocks, so stages are reused */
-    const size_t xb = x_bytes(WT, W.cols), budget = (size_t)g_kb * 1024 < g_smem_cap ? (size_t)g_kb * 1024 : g_smem_cap;
+    const size_t xb = x_bytes(WT, W.cols), budget = cuk_bulk_budget();
     int tr = 32;
     while (tr > 1 && stage_bytes<WT>(W.cols, tr) > (size_t)g_tile_kb * 1024) tr /= 2;
     const int64_t blocks = forced ? 3 : sm_count;
@@ -423,7 +390,7 @@ static cudaError_t launch(cudaStream_t s, cu_wview W, const float *b, const floa
     const size_t shm = (size_t)stages * stb + xb + cb;
     void (*k)(cu_wview, const float *, const float *, float *, int, int, int, cu_bulk_fuse) =
         g_warps == 16 ? k_gemv_bulk<WT, 16> : k_gemv_bulk<WT, 8>;
-    if (!smem_allowed((const void *)k, shm)) return forced ? cudaErrorInvalidValue : cudaSuccess;
+    if (!cuk_bulk_smem_allowed((const void *)k, shm)) return forced ? cudaErrorInvalidValue : cudaSuccess;
     *taken = 1;
     return cuk_launch(k, dim3((unsigned)grid), dim3(32 * g_warps), shm, s, W, b, x, y, acc, tr, stages, f);
 }

@@ -23,32 +23,9 @@
  */
 #include <cuda_bf16.h>
 
-#include "k_common.cuh"
+#include "k_mma.cuh"
 
 #define TC_WARPS 8
-
-__device__ __forceinline__ void mma_bf16(float (&c)[4], unsigned a0, unsigned a1, unsigned a2, unsigned a3,
-                                         unsigned b0, unsigned b1) {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                 "{%0,%1,%2,%3};"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ unsigned pack_bf16(float lo_k, float hi_k) {
-    __nv_bfloat162 h = __floats2bfloat162_rn(lo_k, hi_k);
-    return *reinterpret_cast<unsigned *>(&h);
-}
-
-/* The bf16 pair of (a, b) for the hi column, or of the remainder for the lo column. */
-__device__ __forceinline__ unsigned split_pair(float a, float b, bool lo) {
-    __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
-    if (lo) {
-        float2 f = __bfloat1622float2(h);
-        h = __floats2bfloat162_rn(a - f.x, b - f.y);
-    }
-    return *reinterpret_cast<unsigned *>(&h);
-}
 
 /* Q8_0: 4 int8 (one word) -> two bf16 pairs, exact (via fp32, k_gemv.cu's byte-permute trick). */
 __device__ __forceinline__ void q8_pairs(unsigned w, unsigned &p01, unsigned &p23) {

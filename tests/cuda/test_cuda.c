@@ -645,6 +645,79 @@ static void test_bulk_forms(void **state) {
     free(dir);
 }
 
+/* Decode batches through the bulk-copy tensor-core GEMV (k_gemv_bulk_tc.cu), forced onto small
+   matrices (FM_CUDA_BULK=2: 2 clusters, 2 stages, the most column slices that divide, so clusters of
+   1, 2 and 4 blocks and 1-2 k16 steps per warp): a random model with 300 rows of lm_head (the last
+   tile ragged) and one with biases, 1200 rows of lm_head and inner dimension 2048. Batches of 8, 5 and
+   2 sequences (FM_CUDA_BULK_TC=2: from 2 on; the activation rows past n zero) after a few single steps each, against the CPU
+   backend on the same bf16 weights one step at a time; both compute with fp32-grade activations
+   (BATCH_TC_TOL). */
+#define BATCH_TC_TOL 1e-4
+static void test_batch_tc(void **state) {
+    (void)state;
+    static const struct {
+        int d, di, r, v;
+    } shapes[] = {{256, 512, 16, 300}, {512, 2048, 32, 1200}};
+    enum { NSEQ = 8, PRE = 3, STEPS = 4, T = PRE + STEPS };
+    for (int sh = 0; sh < 2; sh++) {
+        fm_tm_options o;
+        char *dir = random_model(&o, shapes[sh].d, shapes[sh].di, shapes[sh].r, shapes[sh].v, sh, (uint32_t)(21 + sh));
+        const size_t V = (size_t)o.vocab;
+        int32_t toks[NSEQ][T];
+        for (int i = 0; i < NSEQ; i++)
+            for (int t = 0; t < T; t++) toks[i][t] = (int32_t)((13 * i + 7 * t + 3) % o.vocab);
+        float *want = malloc((size_t)NSEQ * T * V * sizeof(float));
+        fm_context *cpu = open_ctx(dir, FM_BACKEND_CPU, FM_WEIGHTS_BF16);
+        for (int i = 0; i < NSEQ; i++) {
+            fm_session *s = open_session(cpu, 0);
+            for (int t = 0; t < T; t++) {
+                OK(fm_session_feed(s, &toks[i][t], 1, NULL));
+                memcpy(want + ((size_t)i * T + t) * V, fm_session_logits(s), V * sizeof(float));
+            }
+            fm_session_close(s);
+        }
+        fm_context_close(cpu);
+        setenv("FM_CUDA_BULK", "2", 1);
+        setenv("FM_CUDA_BULK_TC", "2", 1); /* from batches of 2 on */
+        fm_context *g = open_ctx(dir, FM_BACKEND_CUDA, FM_WEIGHTS_BF16);
+        for (int nb = 0; nb < 3; nb++) {
+            const int n = nb == 0 ? NSEQ : nb == 1 ? 5 : 2;
+            fm_session *ss[NSEQ];
+            double worst = 0;
+            for (int i = 0; i < n; i++) {
+                ss[i] = open_session(g, 0);
+                for (int t = 0; t < PRE; t++) OK(fm_session_feed(ss[i], &toks[i][t], 1, NULL));
+            }
+            for (int t = PRE; t < T; t++) {
+                int32_t next[NSEQ];
+                for (int i = 0; i < n; i++) next[i] = toks[i][t];
+                OK(fm_decode_batch(ss, next, (size_t)n));
+                for (int i = 0; i < n; i++) {
+                    double r = rel_err(fm_session_logits(ss[i]), want + ((size_t)i * T + t) * V, V);
+                    if (r > worst) worst = r;
+                    if (!(r <= BATCH_TC_TOL))
+                        fail_msg("batch tc: model %d, batch of %d, step %d, sequence %d: relative error %.3g > %.1e", sh,
+                                 n, t, i, r, BATCH_TC_TOL);
+                }
+            }
+            for (int i = 0; i < n; i++) fm_session_close(ss[i]);
+            print_message("batch tc: model %d (d_model %d, d_inner %d), %d batched steps of %d: worst relative error "
+                          "vs the CPU %.3g\n",
+                          sh, shapes[sh].d, shapes[sh].di, STEPS, n, worst);
+        }
+        fm_context_close(g);
+        unsetenv("FM_CUDA_BULK_TC");
+        unsetenv("FM_CUDA_BULK");
+        free(want);
+        fm_test_rmtree(dir);
+        free(dir);
+    }
+    /* back to the defaults for the tests after this one */
+    char dir[1200];
+    snprintf(dir, sizeof dir, "%s/falcon_f32_untied", fm_test_fixtures_dir());
+    fm_context_close(open_ctx(dir, FM_BACKEND_CUDA, FM_WEIGHTS_AUTO));
+}
+
 /* The one-sequence SSM step reads dt_proj in 8-element pieces of its storage type (k_ssm.cu) when
    dt_rank is a multiple of 8; the fixtures' (2-5) take its element path. A random model with dt_rank
    32, so dt_proj is quantized with the projections, in every weight type, with fp32 activations in the
@@ -895,7 +968,7 @@ int main(void) {
         fprintf(stderr, "no reference cases found under %s\n", fm_test_fixtures_dir());
         return 1;
     }
-    struct CMUnitTest tests[MAX_CASES + 6];
+    struct CMUnitTest tests[MAX_CASES + 7];
     for (size_t i = 0; i < n; i++) {
         ptrs[i] = names[i];
         tests[i] = (struct CMUnitTest){names[i], run_case, NULL, NULL, (void *)ptrs[i]};
@@ -906,5 +979,6 @@ int main(void) {
     tests[n + 3] = (struct CMUnitTest){"layers_kernel", test_layers_kernel, NULL, NULL, NULL};
     tests[n + 4] = (struct CMUnitTest){"bulk_forms", test_bulk_forms, NULL, NULL, NULL};
     tests[n + 5] = (struct CMUnitTest){"ssm_types", test_ssm_types, NULL, NULL, NULL};
-    return _cmocka_run_group_tests("cuda", tests, n + 6, NULL, NULL);
+    tests[n + 6] = (struct CMUnitTest){"batch_tc", test_batch_tc, NULL, NULL, NULL};
+    return _cmocka_run_group_tests("cuda", tests, n + 7, NULL, NULL);
 }

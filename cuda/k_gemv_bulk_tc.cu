@@ -218,9 +218,10 @@ extern "C" cudaError_t cuk_gemv_bulk_tc(cudaStream_t s, cu_wview W, const float 
     const char *xb = (const char *)x, *yb = (const char *)y;
     if (xb < yb + (size_t)n * W.rows * 4 && yb < xb + (size_t)n * W.cols * 4) return cudaSuccess;
     /* the slice: whole 256-column parts (16 warps x one k16 step), at most 4096 columns (the A
-       fragments in registers); forced (tests): the most slices that divide, so clusters are used */
+       fragments in registers); forced (tests): the most slices up to 4 that divide, so clusters are
+       used and the tests' 2048-column matrices keep 2 k16 steps per warp */
     int S = 0;
-    for (int c = 1; c <= BTC_MAX_S; c *= 2)
+    for (int c = 1; c <= (forced ? 4 : BTC_MAX_S); c *= 2)
         if (W.cols % (256 * c) == 0 && W.cols / c <= 256 * BTC_MAX_SPW && (forced || !S)) S = c;
     /* slices under 2048 columns (dt_proj's 256) spend more on each tile's copies and sums than on its
        bytes: the register-fed kernel (the 7B's dt_proj at batch 8: ~20 us here, 8.6 there) */

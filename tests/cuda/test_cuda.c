@@ -646,12 +646,12 @@ static void test_bulk_forms(void **state) {
 }
 
 /* Decode batches through the bulk-copy tensor-core GEMV (k_gemv_bulk_tc.cu), forced onto small
-   matrices (FM_CUDA_BULK=2: 2 clusters, 2 stages, the most column slices that divide, so clusters of
-   1, 2 and 4 blocks and 1-2 k16 steps per warp): a random model with 300 rows of lm_head (the last
-   tile ragged) and one with biases, 1200 rows of lm_head and inner dimension 2048. Batches of 8, 5 and
-   2 sequences (FM_CUDA_BULK_TC=2: from 2 on; the activation rows past n zero) after a few single steps each, against the CPU
-   backend on the same bf16 weights one step at a time; both compute with fp32-grade activations
-   (BATCH_TC_TOL). */
+   matrices (FM_CUDA_BULK=2: few clusters, 2 stages, the most column slices up to 4 that divide, so
+   clusters of 1, 2 and 4 blocks and 1-2 k16 steps per warp; FM_CUDA_BULK_TC=2: from batches of 2 on):
+   a random model with 300 rows of lm_head (the last tile ragged) and one with biases, 1200 rows of
+   lm_head and inner dimension 2048. Batches of 8, 5 and 2 sequences (the activation rows past n zero)
+   after a few single steps each, against the CPU backend on the same bf16 weights one step at a time;
+   both compute with fp32-grade activations (BATCH_TC_TOL). */
 #define BATCH_TC_TOL 1e-4
 static void test_batch_tc(void **state) {
     (void)state;

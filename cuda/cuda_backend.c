@@ -296,7 +296,7 @@ static int cu_init(const fm_backend_host *host, const fm_backend_config *cfg, vo
         const char *bw = env_str("FM_CUDA_BULK_WARPS");
         cuk_set_bulk_warps(bw ? atoi(bw) : 16);
         const char *bc = env_str("FM_CUDA_BULK_TC");
-        cuk_set_bulk_tc(bc ? atoi(bc) : 5);
+        cuk_set_bulk_tc(bc ? atoi(bc) : 2);
         const char *bs = env_str("FM_CUDA_BULK_STAGES");
         cuk_set_bulk_stages(bs ? atoi(bs) : 0);
         const char *pf = env_str("FM_CUDA_PREFETCH");

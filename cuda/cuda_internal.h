@@ -112,8 +112,8 @@ cudaError_t cuk_gemv_bulk(cudaStream_t s, cu_wview W, const float *b, const floa
    weights, min_n <= n <= 8, cols a multiple of 256 up to 16384 with slices of >= 2048 columns, sm_90+
    (FM_CUDA_BULK as above: 0 turns it off too, 2 forces it onto small matrices), one round of tiles or
    rounds that keep >= 85% of the SMs busy; *taken as for cuk_gemv_bulk. min_n = FM_CUDA_BULK_TC, set
-   at context open: the least batch it serves (default 5: below, the register-fed kernel needs one
-   n-tile and measured faster; 0 = off). */
+   at context open: the least batch it serves (default 2; 0 = off, n = the register-fed tensor-core
+   kernel below n). */
 void cuk_set_bulk_tc(int min_n);
 cudaError_t cuk_gemv_bulk_tc(cudaStream_t s, cu_wview W, const float *b, const float *x, int n, float *y,
                              int accumulate, int sm_count, int *taken);

@@ -165,7 +165,7 @@ __global__ void __launch_bounds__(BTC_WARPS * 32, 1)
     }
 }
 
-static int g_min_n = 5; /* FM_CUDA_BULK_TC: the least batch it serves, 0 = off */
+static int g_min_n = 2; /* FM_CUDA_BULK_TC: the least batch it serves, 0 = off */
 
 extern "C" void cuk_set_bulk_tc(int min_n) { g_min_n = min_n <= 0 ? 0 : min_n < 2 ? 2 : min_n; }
 

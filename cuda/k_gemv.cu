@@ -197,9 +197,9 @@ extern "C" cudaError_t cuk_gemv(cudaStream_t s, cu_wview W, const float *b, cons
        sequence (the 7B's x_proj, 288 rows, at batch 8: q4_0 decode 909 against 870 tok/s; bf16 keeps
        the FMA kernel there, 870-880 against 926 with the tensor cores) */
     const int tc = n > 1 ? g_tc : g_variant == CU_GEMV_VARIANT_TC ? (g_tc == 2 ? 2 : 1) : 0;
-    /* bf16 batches: the bulk-copy tensor-core GEMV (k_gemv_bulk_tc.cu) where it takes W; 7B decode
+    /* batches: the bulk-copy tensor-core GEMV (k_gemv_bulk_tc.cu) where it takes W; 7B bf16 decode
        batch 2 / 4 / 8: 334 / 642 / 1180 tok/s against 324 / 624 / 930 (docs/PERFORMANCE.md) */
-    if (tc && n > 1 && W.dtype == CU_BF16) {
+    if (tc && n > 1 && (W.dtype == CU_BF16 || W.dtype == CU_Q8_0 || W.dtype == CU_Q4_0)) {
         int taken;
         cudaError_t e = cuk_gemv_bulk_tc(s, W, b, x, n, y, accumulate, sm_count, &taken);
         if (taken || e != cudaSuccess) return e;

@@ -429,6 +429,9 @@ extern "C" cudaError_t cuk_gemv_bulk_fused(cudaStream_t s, cu_wview W, const flo
                                            int sm_count, const cu_bulk_fuse *f, int *taken) {
     *taken = 0;
     if (f->norm && x == y) return cudaErrorInvalidValue; /* every block reads all of x while others write y */
+    /* quantized weights take 8-bit activations here: not when FM_CUDA_QDOT=0 asks for fp32 ones (the
+       separate kernels then run, as cuk_gemv does) */
+    if (is_quant(W.dtype) && !cuk_gemv_dp4a_ok(W, x, 1)) return cudaSuccess;
     if (f->conv_di > W.rows || f->conv_k < 0 || f->conv_k > 16 || (f->conv_di > 0 && (f->conv_k < 1 || !f->conv_w || !f->u)))
         return cudaErrorInvalidValue;
     return dispatch(s, W, b, x, y, 0, sm_count, *f, taken);

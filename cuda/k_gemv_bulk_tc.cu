@@ -1,5 +1,6 @@
-/* k_gemv_bulk_tc.cu - decode batches of 2..8 sequences on bf16 weights (sm_90+): y[n][rows] (+)= x[n][cols]
- * W^T + b on the tensor cores, the weights streamed into shared memory by bulk copies of whole row pieces.
+/* k_gemv_bulk_tc.cu - decode batches of 2..8 sequences on bf16, Q8_0 and Q4_0 weights (sm_90+): y[n][rows]
+ * (+)= x[n][cols] W^T + b on the tensor cores, the weights streamed into shared memory by bulk copies of
+ * whole row pieces.
  *
  * Why: the register-fed tensor-core GEMV (k_gemv_tc.cu) kept in_proj and out_proj at about half the
  * read bandwidth at batch 8 (docs/PERFORMANCE.md). So did a first cut of this kernel that brought
@@ -19,6 +20,14 @@
  * = bf16(x_j) (row j) and lo = bf16(x_j - hi) (row 8 + j), fp32-grade activations as k_gemv_tc.cu, rows
  * j >= n zero. Per tile each warp's partial 8 x 8 block meets the others' in shared memory (double-
  * buffered by tile parity) and is summed in a fixed order: deterministic.
+ *
+ * Q8_0 / Q4_0: the tile's rows hold quants (row stride padded so the lanes' 8- / 4-byte loads are
+ * conflict-free) and then its rows' fp16 scales for the slice (one copy for all 8 rows when S = 1,
+ * where they are contiguous). The unit of a warp is a quant block (two mmas): lane (g, t) reads the
+ * bytes k_gemv_tc.cu's lane reads of row g (Q8_0: 8 bytes at 8t; Q4_0: 4 bytes at 4t, whose low and
+ * high nibbles are columns 4t.. and 16 + 4t..), turns them into exact bf16 pairs, and its A fragments
+ * hold the activations in the same column order; each block's product is scaled in fp32 by its row's
+ * scale, as k_gemv_tc.cu does.
  */
 #include "k_bulk.cuh"
 #include "k_mma.cuh"
@@ -35,7 +44,21 @@
 /* A cluster's partial sums per tile (S > 1): [BTC_ROWS][8 sequences] floats. */
 #define BTC_PART_FLOATS (BTC_ROWS * CU_GEMV_MAX_N)
 
-__host__ __device__ inline size_t btc_row_stride(int64_t slice) { return (size_t)slice * 2 + 16; }
+/* A tile row's bytes of quants (or bf16) for a slice, its padded stride in shared memory (bf16: ldmatrix
+   rows 16 bytes apart mod 128; Q8_0: the lanes' 8-byte loads; Q4_0: 4-byte ones, conflict-free), and the
+   stage: 8 such rows, then (quantized) the 8 rows' scales for the slice. */
+template <int WT> __host__ __device__ inline size_t btc_row_bytes(int64_t slice) {
+    return WT == CU_BF16 ? (size_t)slice * 2 : WT == CU_Q8_0 ? (size_t)slice : (size_t)slice / 2;
+}
+template <int WT> __host__ __device__ inline size_t btc_row_stride(int64_t slice) {
+    return btc_row_bytes<WT>(slice) + (WT == CU_Q8_0 ? 32 : 16);
+}
+template <int WT> __host__ __device__ inline size_t btc_scale_bytes(int64_t slice) {
+    return WT == CU_BF16 ? 0 : (size_t)(slice / CU_QBLOCK) * 2;
+}
+template <int WT> __host__ __device__ inline size_t btc_stage_bytes(int64_t slice) {
+    return BTC_ROWS * (btc_row_stride<WT>(slice) + btc_scale_bytes<WT>(slice));
+}
 
 __device__ __forceinline__ unsigned cluster_rank() {
     unsigned r = 0;
@@ -64,6 +87,7 @@ __device__ __forceinline__ void ldmatrix_x2(unsigned addr, unsigned &r0, unsigne
     asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];" : "=r"(r0), "=r"(r1) : "r"(addr));
 }
 
+template <int WT>
 __global__ void __launch_bounds__(BTC_WARPS * 32, 1)
     k_gemv_bulk_tc(cu_wview W, const float *__restrict__ bias, const float *__restrict__ x, int n, float *__restrict__ y,
                    int accumulate, int S, int spw, int stages) {
@@ -76,7 +100,9 @@ __global__ void __launch_bounds__(BTC_WARPS * 32, 1)
     const int64_t cl = blockIdx.x / S, ncl = gridDim.x / S, k0 = (int64_t)rank * slice;
     const int64_t tiles = (rows + BTC_ROWS - 1) / BTC_ROWS;
     const int64_t mine = tiles > cl ? (tiles - 1 - cl) / ncl + 1 : 0; /* the same for the cluster's blocks */
-    const size_t rs = btc_row_stride(slice), stb = BTC_ROWS * rs;
+    constexpr bool QUANT = WT != CU_BF16;
+    const size_t rs = btc_row_stride<WT>(slice), rb = btc_row_bytes<WT>(slice), stb = btc_stage_bytes<WT>(slice);
+    const int spr = (int)(slice / CU_QBLOCK); /* quantized: scales per tile row */
     float *red = reinterpret_cast<float *>(btc_smem + (size_t)stages * stb);
     float *part = red + BTC_RED_FLOATS; /* [mine][BTC_PART_FLOATS] when S > 1 */
 
@@ -85,9 +111,18 @@ __global__ void __launch_bounds__(BTC_WARPS * 32, 1)
         const int nr = (int)(rows - r0 < BTC_ROWS ? rows - r0 : BTC_ROWS);
         unsigned char *st = btc_smem + (size_t)(i % stages) * stb;
         uint64_t *bar = &full[i % stages];
-        mbar_expect(bar, (unsigned)(nr * slice * 2));
-        const unsigned short *w = reinterpret_cast<const unsigned short *>(W.data);
-        for (int r = 0; r < nr; r++) bulk_copy(st + r * rs, w + (r0 + r) * cols + k0, (unsigned)(slice * 2), bar);
+        const size_t sb = btc_scale_bytes<WT>(slice);
+        mbar_expect(bar, (unsigned)(nr * (rb + sb)));
+        const unsigned char *w = reinterpret_cast<const unsigned char *>(W.data);
+        const size_t wrow = btc_row_bytes<WT>(cols), wk0 = btc_row_bytes<WT>(k0);
+        for (int r = 0; r < nr; r++) bulk_copy(st + r * rs, w + (r0 + r) * wrow + wk0, (unsigned)rb, bar);
+        if (QUANT) { /* the scales: rows r0.. are contiguous over all the columns */
+            const unsigned short *sc = W.scales + r0 * (cols / CU_QBLOCK) + k0 / CU_QBLOCK;
+            unsigned char *ss = st + BTC_ROWS * rs;
+            if (S == 1) bulk_copy(ss, sc, (unsigned)(nr * sb), bar);
+            else
+                for (int r = 0; r < nr; r++) bulk_copy(ss + r * sb, sc + r * (cols / CU_QBLOCK), (unsigned)sb, bar);
+        }
     };
     /* the sums of tile i's 16 warps (in red, by parity) for its rows, in warp order */
     auto finish = [&](int64_t i) {
@@ -108,34 +143,73 @@ __global__ void __launch_bounds__(BTC_WARPS * 32, 1)
     }
     __syncthreads(); /* the barriers are initialised for every warp */
     pdl_wait();
-    /* this warp's A fragments: lane (g, t) holds sequence g's columns 2t, 2t + 1 (a0 hi, a1 lo) and
-       2t + 8, 2t + 9 (a2, a3) of each of its k16 steps */
+    /* this warp's A fragments: lane (g, t) holds sequence g's activations for its k16 steps (bf16:
+       columns 2t, 2t + 1 as a0 hi / a1 lo, 2t + 8, 2t + 9 as a2 / a3; quantized: unit j = block j / 2's
+       mma j % 2, columns in the order of that lane's quants, as k_gemv_tc.cu's tc_xfrag) */
     unsigned a[BTC_MAX_SPW][4];
 #pragma unroll
     for (int j = 0; j < BTC_MAX_SPW; j++) {
         a[j][0] = a[j][1] = a[j][2] = a[j][3] = 0u;
         if (j < spw && g < n) {
-            const float *xr = x + (size_t)g * cols + k0 + (int64_t)(warp * spw + j) * 16 + 2 * t;
-            const float2 u = __ldg(reinterpret_cast<const float2 *>(xr)),
-                         v = __ldg(reinterpret_cast<const float2 *>(xr + 8));
+            const float *xr = x + (size_t)g * cols + k0 + (int64_t)(warp * spw + j) * 16;
+            float2 u, v; /* the two pairs of the mma's k slots 2t, 2t + 1 and 2t + 8, 2t + 9 */
+            if constexpr (WT == CU_BF16) {
+                u = __ldg(reinterpret_cast<const float2 *>(xr + 2 * t));
+                v = __ldg(reinterpret_cast<const float2 *>(xr + 2 * t + 8));
+            } else if constexpr (WT == CU_Q8_0) { /* block (j / 2): columns 8t + 4 (j % 2) .. + 3 */
+                const float4 q = __ldg(reinterpret_cast<const float4 *>(xr - (j & 1) * 16 + 8 * t + 4 * (j & 1)));
+                u = make_float2(q.x, q.y), v = make_float2(q.z, q.w);
+            } else { /* block (j / 2): columns 4t .. 4t + 3 (mma 0) or 16 + 4t .. (mma 1), pairs (0, 2), (1, 3) */
+                const float4 q = __ldg(reinterpret_cast<const float4 *>(xr - (j & 1) * 16 + 16 * (j & 1) + 4 * t));
+                u = make_float2(q.x, q.z), v = make_float2(q.y, q.w);
+            }
             a[j][0] = split_pair(u.x, u.y, false), a[j][1] = split_pair(u.x, u.y, true);
             a[j][2] = split_pair(v.x, v.y, false), a[j][3] = split_pair(v.x, v.y, true);
         }
     }
-    /* ldmatrix.x2: lanes 0-7 give rows 0-7 at the step's columns 0-7, lanes 8-15 at columns 8-15 */
-    const unsigned brow = (unsigned)((lane & 7) * rs + ((lane >> 3) & 1) * 16 + (size_t)warp * spw * 32);
+    /* bf16, ldmatrix.x2: lanes 0-7 give rows 0-7 at the step's columns 0-7, lanes 8-15 at columns 8-15;
+       quantized: row g's piece for lane t */
+    const unsigned brow = QUANT ? (unsigned)(g * rs + (size_t)warp * (spw / 2) * (WT == CU_Q8_0 ? 32 : 16) +
+                                             (WT == CU_Q8_0 ? 8 : 4) * t)
+                                : (unsigned)((lane & 7) * rs + ((lane >> 3) & 1) * 16 + (size_t)warp * spw * 32);
     for (int64_t i = 0; i < mine; i++) {
         const int s = (int)(i % stages);
         mbar_wait(&full[s], (unsigned)(i / stages) & 1u);
-        const unsigned base = smem_addr(btc_smem + (size_t)s * stb) + brow;
+        const unsigned char *st = btc_smem + (size_t)s * stb;
         float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        if constexpr (!QUANT) {
+            const unsigned base = smem_addr(st) + brow;
 #pragma unroll
-        for (int j = 0; j < BTC_MAX_SPW; j++)
-            if (j < spw) {
-                unsigned b0, b1;
-                ldmatrix_x2(base + j * 32, b0, b1);
-                mma_bf16(c, a[j][0], a[j][1], a[j][2], a[j][3], b0, b1);
-            }
+            for (int j = 0; j < BTC_MAX_SPW; j++)
+                if (j < spw) {
+                    unsigned b0, b1;
+                    ldmatrix_x2(base + j * 32, b0, b1);
+                    mma_bf16(c, a[j][0], a[j][1], a[j][2], a[j][3], b0, b1);
+                }
+        } else {
+            /* the scales of this lane's output rows 2t, 2t + 1 for the warp's first block */
+            const unsigned short *sc = reinterpret_cast<const unsigned short *>(st + BTC_ROWS * rs) +
+                                       (size_t)(2 * t) * spr + warp * (spw / 2);
+#pragma unroll
+            for (int b = 0; b < BTC_MAX_SPW / 2; b++)
+                if (2 * b < spw) {
+                    unsigned b0[2], b1[2];
+                    if constexpr (WT == CU_Q8_0) {
+                        const uint2 q = *reinterpret_cast<const uint2 *>(st + brow + b * 32);
+                        q8_pairs(q.x, b0[0], b1[0]);
+                        q8_pairs(q.y, b0[1], b1[1]);
+                    } else {
+                        const unsigned q = *reinterpret_cast<const unsigned *>(st + brow + b * 16);
+                        b0[0] = q4_pair(q, 0), b1[0] = q4_pair(q, 8), b0[1] = q4_pair(q, 4), b1[1] = q4_pair(q, 12);
+                    }
+                    float p[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+                    mma_bf16(p, a[2 * b][0], a[2 * b][1], a[2 * b][2], a[2 * b][3], b0[0], b1[0]);
+                    mma_bf16(p, a[2 * b + 1][0], a[2 * b + 1][1], a[2 * b + 1][2], a[2 * b + 1][3], b0[1], b1[1]);
+                    const float s0 = f16_bits_to_f32(sc[b]), s1 = f16_bits_to_f32(sc[spr + b]);
+                    c[0] = fmaf(p[0], s0, c[0]), c[1] = fmaf(p[1], s1, c[1]);
+                    c[2] = fmaf(p[2], s0, c[2]), c[3] = fmaf(p[3], s1, c[3]);
+                }
+        }
         /* C: row g = hi of sequence g, g + 8 its lo; columns 2t, 2t + 1 = the tile's rows */
         float *rp = red + (i & 1) * (BTC_RED_FLOATS / 2);
         if (g < n) {
@@ -211,8 +285,10 @@ extern "C" cudaError_t cuk_gemv_bulk_tc(cudaStream_t s, cu_wview W, const float 
                                         int accumulate, int sm_count, int *taken) {
     *taken = 0;
     const int mode = cuk_bulk_mode(), forced = mode == 2;
-    if (!g_min_n || n < g_min_n || !mode || !cuk_bulk_hw() || W.dtype != CU_BF16 || n < 2 || n > CU_GEMV_MAX_N || W.rows < 1 ||
-        W.cols < 256 || ((uintptr_t)W.data & 15) || ((uintptr_t)x & 7))
+    const bool quant = W.dtype == CU_Q8_0 || W.dtype == CU_Q4_0;
+    if (!g_min_n || n < g_min_n || !mode || !cuk_bulk_hw() || (W.dtype != CU_BF16 && !quant) || n < 2 ||
+        n > CU_GEMV_MAX_N || W.rows < 1 || W.cols < 256 || ((uintptr_t)W.data & 15) || ((uintptr_t)x & 15) ||
+        (quant && (!W.scales || ((uintptr_t)W.scales & 15))))
         return cudaSuccess;
     /* x is read by every block while others write y */
     const char *xb = (const char *)x, *yb = (const char *)y;
@@ -222,13 +298,19 @@ extern "C" cudaError_t cuk_gemv_bulk_tc(cudaStream_t s, cu_wview W, const float 
        used and the tests' 2048-column matrices keep 2 k16 steps per warp */
     int S = 0;
     for (int c = 1; c <= (forced ? 4 : BTC_MAX_S); c *= 2)
-        if (W.cols % (256 * c) == 0 && W.cols / c <= 256 * BTC_MAX_SPW && (forced || !S)) S = c;
+        if (W.cols % (256 * c) == 0 && W.cols / c <= 256 * BTC_MAX_SPW && (!quant || (W.cols / c) % 512 == 0) &&
+            (forced || !S))
+            S = c; /* quantized: whole quant blocks per warp (two k16 steps each) */
     /* slices under 2048 columns (dt_proj's 256) spend more on each tile's copies and sums than on its
        bytes: the register-fed kernel (the 7B's dt_proj at batch 8: ~20 us here, 8.6 there) */
     if (!S || (!forced && W.cols / S < 2048)) return cudaSuccess;
     const int spw = (int)(W.cols / S / 256);
     const int64_t tiles = (W.rows + BTC_ROWS - 1) / BTC_ROWS;
-    const size_t stb = BTC_ROWS * btc_row_stride(W.cols / S), budget = cuk_bulk_budget();
+    const int64_t slice = W.cols / S;
+    const size_t stb = W.dtype == CU_BF16   ? btc_stage_bytes<CU_BF16>(slice)
+                       : W.dtype == CU_Q8_0 ? btc_stage_bytes<CU_Q8_0>(slice)
+                                            : btc_stage_bytes<CU_Q4_0>(slice);
+    const size_t budget = cuk_bulk_budget();
     const size_t red = BTC_RED_FLOATS * 4;
     /* room for the cluster's partial sums of as many rounds as with half the clusters the SMs could
        hold (forced: 2 clusters) */
@@ -241,7 +323,9 @@ extern "C" cudaError_t cuk_gemv_bulk_tc(cudaStream_t s, cu_wview W, const float 
     if (stages > BTC_MAX_STAGES) stages = BTC_MAX_STAGES;
     if (forced) stages = 2; /* the ring wraps even on small matrices */
     const size_t shm = (size_t)stages * stb + red + part;
-    const void *k = (const void *)k_gemv_bulk_tc;
+    void (*kf)(cu_wview, const float *, const float *, int, float *, int, int, int, int) =
+        W.dtype == CU_BF16 ? k_gemv_bulk_tc<CU_BF16> : W.dtype == CU_Q8_0 ? k_gemv_bulk_tc<CU_Q8_0> : k_gemv_bulk_tc<CU_Q4_0>;
+    const void *k = (const void *)kf;
     if (!cuk_bulk_smem_allowed(k, shm)) return forced ? cudaErrorInvalidValue : cudaSuccess;
     /* the clusters the device runs at once with that */
     int64_t ncl = forced ? ncl_min : max_clusters(k, S, shm, sm_count);
@@ -271,6 +355,6 @@ extern "C" cudaError_t cuk_gemv_bulk_tc(cudaStream_t s, cu_wview W, const float 
     cfg.attrs = at;
     cfg.numAttrs = (unsigned)na;
     *taken = 1;
-    cudaError_t e = cudaLaunchKernelEx(&cfg, k_gemv_bulk_tc, W, b, x, n, y, accumulate, S, spw, stages);
+    cudaError_t e = cudaLaunchKernelEx(&cfg, kf, W, b, x, n, y, accumulate, S, spw, stages);
     return e != cudaSuccess ? e : cudaGetLastError();
 }

@@ -27,25 +27,6 @@
 
 #define TC_WARPS 8
 
-/* Q8_0: 4 int8 (one word) -> two bf16 pairs, exact (via fp32, k_gemv.cu's byte-permute trick). */
-__device__ __forceinline__ void q8_pairs(unsigned w, unsigned &p01, unsigned &p23) {
-    const unsigned t = w ^ 0x80808080u;
-    float f[4];
-#pragma unroll
-    for (int k = 0; k < 4; k++) f[k] = __uint_as_float(__byte_perm(t, 0x4B000000u, 0x7540u + k)) - 8388736.0f;
-    p01 = pack_bf16(f[0], f[1]);
-    p23 = pack_bf16(f[2], f[3]);
-}
-
-/* Q4_0: the nibble pair at bit s of bytes 0 and 2 (or 1 and 3) of q -> bf16 (n - 8, n' - 8): the nibble
-   in the low mantissa bits of bf16 128 is 128 + n, exactly; minus 136 in bf16 is exact too. */
-__device__ __forceinline__ unsigned q4_pair(unsigned q, int s) {
-    const unsigned v = ((q >> s) & 0x000F000Fu) | 0x43004300u;
-    __nv_bfloat162 h = *reinterpret_cast<const __nv_bfloat162 *>(&v);
-    h = __hsub2(h, __floats2bfloat162_rn(136.0f, 136.0f));
-    return *reinterpret_cast<unsigned *>(&h);
-}
-
 /* Per-type piece of one row for one lane and one 32-column step. */
 template <int WT> struct tc_piece;
 template <> struct tc_piece<CU_BF16> { typedef uint4 T; };

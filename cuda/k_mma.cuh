@@ -1,5 +1,5 @@
 /* k_mma.cuh - tensor-core pieces the decode GEMVs share (k_gemv_tc.cu, k_gemv_bulk_tc.cu): the bf16
-   mma and the hi + lo split of fp32 activations into bf16 pairs. */
+   mma, the hi + lo split of fp32 activations into bf16 pairs, Q8_0 / Q4_0 quants as exact bf16 pairs. */
 #ifndef FM_K_MMA_CUH
 #define FM_K_MMA_CUH
 
@@ -28,6 +28,25 @@ __device__ __forceinline__ unsigned split_pair(float a, float b, bool lo) {
         float2 f = __bfloat1622float2(h);
         h = __floats2bfloat162_rn(a - f.x, b - f.y);
     }
+    return *reinterpret_cast<unsigned *>(&h);
+}
+
+/* Q8_0: 4 int8 (one word) -> two bf16 pairs, exact (via fp32, k_gemv.cu's byte-permute trick). */
+__device__ __forceinline__ void q8_pairs(unsigned w, unsigned &p01, unsigned &p23) {
+    const unsigned t = w ^ 0x80808080u;
+    float f[4];
+#pragma unroll
+    for (int k = 0; k < 4; k++) f[k] = __uint_as_float(__byte_perm(t, 0x4B000000u, 0x7540u + k)) - 8388736.0f;
+    p01 = pack_bf16(f[0], f[1]);
+    p23 = pack_bf16(f[2], f[3]);
+}
+
+/* Q4_0: the nibble pair at bit s of bytes 0 and 2 (or 1 and 3) of q -> bf16 (n - 8, n' - 8): the nibble
+   in the low mantissa bits of bf16 128 is 128 + n, exactly; minus 136 in bf16 is exact too. */
+__device__ __forceinline__ unsigned q4_pair(unsigned q, int s) {
+    const unsigned v = ((q >> s) & 0x000F000Fu) | 0x43004300u;
+    __nv_bfloat162 h = *reinterpret_cast<const __nv_bfloat162 *>(&v);
+    h = __hsub2(h, __floats2bfloat162_rn(136.0f, 136.0f));
     return *reinterpret_cast<unsigned *>(&h);
 }
 

@@ -649,15 +649,18 @@ static void test_bulk_forms(void **state) {
    matrices (FM_CUDA_BULK=2: few clusters, 2 stages, the most column slices up to 4 that divide, so
    clusters of 1, 2 and 4 blocks and 1-2 k16 steps per warp; FM_CUDA_BULK_TC=2: from batches of 2 on):
    a random model with 300 rows of lm_head (the last tile ragged) and one with biases, 1200 rows of
-   lm_head and inner dimension 2048. Batches of 8, 5 and 2 sequences (the activation rows past n zero)
-   after a few single steps each, against the CPU backend on the same bf16 weights one step at a time;
-   both compute with fp32-grade activations (BATCH_TC_TOL). */
+   lm_head and inner dimension 2048, in bf16, Q8_0 and Q4_0. Batches of 8, 5 and 2 sequences (the
+   activation rows past n zero) after a few single steps each (FM_CUDA_QDOT=0: fp32 activations
+   there too), against the CPU backend one step at a time on the same bf16 weights, or for Q8_0 / Q4_0
+   the dequantized checkpoint in f32; both compute with fp32-grade activations (BATCH_TC_TOL). */
 #define BATCH_TC_TOL 1e-4
 static void test_batch_tc(void **state) {
     (void)state;
     static const struct {
         int d, di, r, v;
     } shapes[] = {{256, 512, 16, 300}, {512, 2048, 32, 1200}};
+    const fm_weight_type wts[] = {FM_WEIGHTS_BF16, FM_WEIGHTS_Q8_0, FM_WEIGHTS_Q4_0};
+    const char *wnames[] = {"bf16", "q8_0", "q4_0"};
     enum { NSEQ = 8, PRE = 3, STEPS = 4, T = PRE + STEPS };
     for (int sh = 0; sh < 2; sh++) {
         fm_tm_options o;
@@ -666,49 +669,59 @@ static void test_batch_tc(void **state) {
         int32_t toks[NSEQ][T];
         for (int i = 0; i < NSEQ; i++)
             for (int t = 0; t < T; t++) toks[i][t] = (int32_t)((13 * i + 7 * t + 3) % o.vocab);
-        float *want = malloc((size_t)NSEQ * T * V * sizeof(float));
-        fm_context *cpu = open_ctx(dir, FM_BACKEND_CPU, FM_WEIGHTS_BF16);
-        for (int i = 0; i < NSEQ; i++) {
-            fm_session *s = open_session(cpu, 0);
-            for (int t = 0; t < T; t++) {
-                OK(fm_session_feed(s, &toks[i][t], 1, NULL));
-                memcpy(want + ((size_t)i * T + t) * V, fm_session_logits(s), V * sizeof(float));
-            }
-            fm_session_close(s);
-        }
-        fm_context_close(cpu);
-        setenv("FM_CUDA_BULK", "2", 1);
-        setenv("FM_CUDA_BULK_TC", "2", 1); /* from batches of 2 on */
-        fm_context *g = open_ctx(dir, FM_BACKEND_CUDA, FM_WEIGHTS_BF16);
-        for (int nb = 0; nb < 3; nb++) {
-            const int n = nb == 0 ? NSEQ : nb == 1 ? 5 : 2;
-            fm_session *ss[NSEQ];
-            double worst = 0;
-            for (int i = 0; i < n; i++) {
-                ss[i] = open_session(g, 0);
-                for (int t = 0; t < PRE; t++) OK(fm_session_feed(ss[i], &toks[i][t], 1, NULL));
-            }
-            for (int t = PRE; t < T; t++) {
-                int32_t next[NSEQ];
-                for (int i = 0; i < n; i++) next[i] = toks[i][t];
-                OK(fm_decode_batch(ss, next, (size_t)n));
-                for (int i = 0; i < n; i++) {
-                    double r = rel_err(fm_session_logits(ss[i]), want + ((size_t)i * T + t) * V, V);
-                    if (r > worst) worst = r;
-                    if (!(r <= BATCH_TC_TOL))
-                        fail_msg("batch tc: model %d, batch of %d, step %d, sequence %d: relative error %.3g > %.1e", sh,
-                                 n, t, i, r, BATCH_TC_TOL);
+        for (int w = 0; w < 3; w++) {
+            char *dq = w ? write_dequantized(dir, wts[w], 0) : NULL;
+            float *want = malloc((size_t)NSEQ * T * V * sizeof(float));
+            fm_context *cpu = open_ctx(w ? dq : dir, FM_BACKEND_CPU, w ? FM_WEIGHTS_F32 : FM_WEIGHTS_BF16);
+            for (int i = 0; i < NSEQ; i++) {
+                fm_session *s = open_session(cpu, 0);
+                for (int t = 0; t < T; t++) {
+                    OK(fm_session_feed(s, &toks[i][t], 1, NULL));
+                    memcpy(want + ((size_t)i * T + t) * V, fm_session_logits(s), V * sizeof(float));
                 }
+                fm_session_close(s);
             }
-            for (int i = 0; i < n; i++) fm_session_close(ss[i]);
-            print_message("batch tc: model %d (d_model %d, d_inner %d), %d batched steps of %d: worst relative error "
-                          "vs the CPU %.3g\n",
-                          sh, shapes[sh].d, shapes[sh].di, STEPS, n, worst);
+            fm_context_close(cpu);
+            setenv("FM_CUDA_BULK", "2", 1);
+            setenv("FM_CUDA_BULK_TC", "2", 1); /* from batches of 2 on */
+            setenv("FM_CUDA_QDOT", "0", 1);
+            fm_context *g = open_ctx(dir, FM_BACKEND_CUDA, wts[w]);
+            for (int nb = 0; nb < 3; nb++) {
+                const int n = nb == 0 ? NSEQ : nb == 1 ? 5 : 2;
+                fm_session *ss[NSEQ];
+                double worst = 0;
+                for (int i = 0; i < n; i++) {
+                    ss[i] = open_session(g, 0);
+                    for (int t = 0; t < PRE; t++) OK(fm_session_feed(ss[i], &toks[i][t], 1, NULL));
+                }
+                for (int t = PRE; t < T; t++) {
+                    int32_t next[NSEQ];
+                    for (int i = 0; i < n; i++) next[i] = toks[i][t];
+                    OK(fm_decode_batch(ss, next, (size_t)n));
+                    for (int i = 0; i < n; i++) {
+                        double r = rel_err(fm_session_logits(ss[i]), want + ((size_t)i * T + t) * V, V);
+                        if (r > worst) worst = r;
+                        if (!(r <= BATCH_TC_TOL))
+                            fail_msg("batch tc: model %d, %s, batch of %d, step %d, sequence %d: relative error %.3g > "
+                                     "%.1e",
+                                     sh, wnames[w], n, t, i, r, BATCH_TC_TOL);
+                    }
+                }
+                for (int i = 0; i < n; i++) fm_session_close(ss[i]);
+                print_message("batch tc: model %d (d_model %d, d_inner %d), %s, %d batched steps of %d: worst relative "
+                              "error vs the CPU %.3g\n",
+                              sh, shapes[sh].d, shapes[sh].di, wnames[w], STEPS, n, worst);
+            }
+            fm_context_close(g);
+            unsetenv("FM_CUDA_BULK_TC");
+            unsetenv("FM_CUDA_BULK");
+            unsetenv("FM_CUDA_QDOT");
+            free(want);
+            if (dq) {
+                fm_test_rmtree(dq);
+                free(dq);
+            }
         }
-        fm_context_close(g);
-        unsetenv("FM_CUDA_BULK_TC");
-        unsetenv("FM_CUDA_BULK");
-        free(want);
         fm_test_rmtree(dir);
         free(dir);
     }

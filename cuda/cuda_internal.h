@@ -108,8 +108,9 @@ void cuk_set_bulk_warps(int warps);
 void cuk_set_bulk_stages(int min_stages);
 cudaError_t cuk_gemv_bulk(cudaStream_t s, cu_wview W, const float *b, const float *x, float *y, int accumulate,
                           int sm_count, int *taken);
-/* The bulk-copy tensor-core GEMV for decode batches (k_gemv_bulk_tc.cu, tried first by cuk_gemv): bf16
-   weights, min_n <= n <= 8, cols a multiple of 256 up to 16384 with slices of >= 2048 columns, sm_90+
+/* The bulk-copy tensor-core GEMV for decode batches (k_gemv_bulk_tc.cu, tried first by cuk_gemv): bf16,
+   Q8_0 or Q4_0 weights, min_n <= n <= 8, cols a multiple of 256 up to 32768 with slices of >= 2048
+   columns (quantized: of whole 512-column parts), sm_90+
    (FM_CUDA_BULK as above: 0 turns it off too, 2 forces it onto small matrices), one round of tiles or
    rounds that keep >= 85% of the SMs busy; *taken as for cuk_gemv_bulk. min_n = FM_CUDA_BULK_TC, set
    at context open: the least batch it serves (default 2; 0 = off, n = the register-fed tensor-core

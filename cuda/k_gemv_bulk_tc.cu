@@ -10,8 +10,8 @@
  * small, so pieces under a few KB cannot keep up either.
  *
  * Layout: a tile is 8 consecutive rows (one mma n8) over the block's slice of the columns, cols / S
- * of them (S = 1, 2 or 4: the smallest that keeps the slice <= 4096 columns), one bulk copy per row
- * (4-8 KB for the 7B), into a ring of stages (one mbarrier each; the row stride padded by 16 bytes so
+ * of them (S = 1, 2, 4 or 8: the smallest that keeps the slice <= 4096 columns), one bulk copy per row
+ * (2-8 KB for the 7B), into a ring of stages (one mbarrier each; bf16 rows padded by 16 bytes so
  * ldmatrix is conflict-free). With S > 1 the S blocks of a thread-block cluster take the same tiles,
  * one slice each, and add their partial sums through distributed shared memory at the end, in a
  * fixed order. The activations never pass through shared memory: warp w owns the k16 steps w * spw ..
@@ -302,7 +302,8 @@ extern "C" cudaError_t cuk_gemv_bulk_tc(cudaStream_t s, cu_wview W, const float 
             (forced || !S))
             S = c; /* quantized: whole quant blocks per warp (two k16 steps each) */
     /* slices under 2048 columns (dt_proj's 256) spend more on each tile's copies and sums than on its
-       bytes: the register-fed kernel (the 7B's dt_proj at batch 8: ~20 us here, 8.6 there) */
+       bytes: the register-fed kernel (the 7B's SSM path at batch 8: 32-34 us per layer with dt_proj
+       here, 21.4 there) */
     if (!S || (!forced && W.cols / S < 2048)) return cudaSuccess;
     const int spw = (int)(W.cols / S / 256);
     const int64_t tiles = (W.rows + BTC_ROWS - 1) / BTC_ROWS;

@@ -7,10 +7,10 @@
 
 __device__ __forceinline__ unsigned smem_addr(const void *p) { return (unsigned)__cvta_generic_to_shared(p); }
 
-/* A barrier whose phase completes after `count` arrivals (and the bytes of mbar_expect). */
-__device__ __forceinline__ void mbar_init(uint64_t *bar, unsigned count = 1) {
+/* A barrier whose phase completes after one arrival (mbar_expect's) and the bytes it announced. */
+__device__ __forceinline__ void mbar_init(uint64_t *bar) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(bar)), "r"(count) : "memory");
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_addr(bar)) : "memory");
 #endif
 }
 /* After mbar_init, before other threads or the copy engine use the barriers. */
@@ -52,7 +52,7 @@ __device__ __forceinline__ void fence_proxy_async() {
 #endif
 }
 
-/* FM_CUDA_BULK: 0 off, 1 default, 2 for tests (every matrix the kernels can take, on 3 blocks). */
+/* FM_CUDA_BULK: 0 off, 1 default, 2 for tests (every matrix the kernels can take, on a few blocks). */
 int cuk_bulk_mode();
 /* Whether every device opened so far is sm_90+ (the bulk copies' hardware). */
 bool cuk_bulk_hw();

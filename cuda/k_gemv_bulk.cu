@@ -325,9 +325,9 @@ int cuk_bulk_mode() { return g_mode; }
 bool cuk_bulk_hw() { return g_sm90_all != 0; }
 size_t cuk_bulk_budget() { return (size_t)g_kb * 1024 < g_smem_cap ? (size_t)g_kb * 1024 : g_smem_cap; }
 
-/* k_bulk.cuh: cudaFuncSetAttribute once per kernel, device and larger size (it costs microseconds of host time per call, and eager
-   decode steps launch the kernel hundreds of times); false (error cleared) when the device refuses,
-   and then the register-fed GEMV runs instead. */
+/* k_bulk.cuh: cudaFuncSetAttribute once per kernel, device and larger size (it costs microseconds of
+   host time per call, and eager decode steps launch the kernel hundreds of times); false (error
+   cleared) when the device refuses, and then the register-fed GEMV runs instead. */
 #define BULK_MAX_DEVICES 64
 bool cuk_bulk_smem_allowed(const void *k, size_t shm) {
     static const void *kern[BULK_MAX_DEVICES][16];

@@ -89,8 +89,8 @@ __device__ __forceinline__ void ldmatrix_x2(unsigned addr, unsigned &r0, unsigne
 
 template <int WT>
 __global__ void __launch_bounds__(BTC_WARPS * 32, 1)
-    k_gemv_bulk_tc(cu_wview W, const float *__restrict__ bias, const float *__restrict__ x, int n, float *__restrict__ y,
-                   int accumulate, int S, int spw, int stages) {
+    k_gemv_bulk_tc(cu_wview W, const float *__restrict__ bias, const float *__restrict__ x, int n,
+                   float *__restrict__ y, int accumulate, int S, int spw, int stages) {
     pdl_trigger();
     extern __shared__ __align__(128) unsigned char btc_smem[];
     __shared__ uint64_t full[BTC_MAX_STAGES];

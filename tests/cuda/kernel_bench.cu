@@ -15,7 +15,7 @@
  *     shapes (fp32 activations), 4 = the tensor-core kernel, 5 = the module's default: the bulk-copy
  *     GEMV (k_gemv_bulk.cu) where it applies, 8-bit activations for Q8_0 / Q4_0, 6 = Q8_0 / Q4_0 through
  *     the register-fed 8-bit-activation GEMV (k_gemv_dp4a.cu); batches > 1: 0 "fma", 4 "tc" (register-fed),
- *     5 "tc bulk" (the default: bulk-copy tensor-core GEMV for bf16 batches over 4, k_gemv_bulk_tc.cu)), each
+ *     5 "tc bulk" (the default: the bulk-copy tensor-core GEMV, k_gemv_bulk_tc.cu, where it applies)), each
  *     variant's output also
  *     checked against the generic reference kernel on the same inputs (max |diff| / max |ref|); each
  *     as the module runs by default, then with the L2 prefetch of the weight rows (FM_CUDA_PREFETCH=1;
@@ -359,8 +359,8 @@ static void run(const shape &s, int dtype, const char *dname, int batch, int rep
         const int v = variants[vi % n_variants], pf = vi >= n_variants;
         if (pf && !with_pf) break;
         cuk_set_prefetch(pf);
-        /* batches: "fma" (0), "tc" (4, register-fed) and "tc bulk" (5, the default: k_gemv_bulk_tc.cu for bf16
-           n > 4) */
+        /* batches: "fma" (0), "tc" (4, register-fed) and "tc bulk" (5, the default: k_gemv_bulk_tc.cu where it
+           applies) */
         if (batch > 1 && v != 0 && v != CU_GEMV_VARIANT_TC && v != CU_GEMV_VARIANT_TC + 1) continue;
         const int quant = dtype == CU_Q8_0 || dtype == CU_Q4_0;
         const int bulk = v == CU_GEMV_VARIANT_TC + 1, qdot = quant && v > CU_GEMV_VARIANT_TC;

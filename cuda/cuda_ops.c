@@ -4,8 +4,9 @@
    fp32 accumulation) on the activations split into two terms of the weights' type, hi + lo, so the
    result is as precise as fp32 activations (FM_CUDA_FAST=1: hi only, one product, activations
    rounded); quantized weights dequantized to bf16 a chunk of rows at a time (FM_CUDA_DQ_CHUNK_MB of
-   weights per chunk, default 64; the dequantized values rounded to bf16), activations split hi + lo as above, then GemmEx. Up to MM_STACK_MAX_N rows (decode
-   batches) hi and lo go through one product as 2n stacked rows, so the weights are read once
+   weights per chunk, default 64; the dequantized values rounded to bf16), activations split hi + lo
+   as above, then GemmEx. Up to MM_STACK_MAX_N rows (decode batches) hi and lo go through one product
+   as 2n stacked rows, so the weights are read once
    (FM_CUDA_STACK=0: two products). FM_CUDA_EXACT=1: every type widened to fp32 and sgemm. */
 #include <stdlib.h>
 #include <string.h>

@@ -401,8 +401,9 @@ static int takes(cu_wview W, const float *x) {
     switch (W.dtype) {
     case CU_BF16: return W.cols % 8 == 0 && W.cols / 8 < (1 << 28);
     case CU_Q8_0:
-    case CU_Q4_0: /* whole 16-byte scale ranges per tile */
-        return W.cols % 256 == 0 && W.scales && ((uintptr_t)W.scales & 15) == 0 && W.cols / CU_QBLOCK < (1 << 24);
+    case CU_Q4_0: /* whole 16-byte scale ranges per tile; 8-bit activations, so not with FM_CUDA_QDOT=0 */
+        return W.cols % 256 == 0 && W.scales && ((uintptr_t)W.scales & 15) == 0 && W.cols / CU_QBLOCK < (1 << 24) &&
+               cuk_gemv_dp4a_ok(W, x, 1);
     }
     return 0;
 }
@@ -429,9 +430,6 @@ extern "C" cudaError_t cuk_gemv_bulk_fused(cudaStream_t s, cu_wview W, const flo
                                            int sm_count, const cu_bulk_fuse *f, int *taken) {
     *taken = 0;
     if (f->norm && x == y) return cudaErrorInvalidValue; /* every block reads all of x while others write y */
-    /* quantized weights take 8-bit activations here: not when FM_CUDA_QDOT=0 asks for fp32 ones (the
-       separate kernels then run, as cuk_gemv does) */
-    if (is_quant(W.dtype) && !cuk_gemv_dp4a_ok(W, x, 1)) return cudaSuccess;
     if (f->conv_di > W.rows || f->conv_k < 0 || f->conv_k > 16 || (f->conv_di > 0 && (f->conv_k < 1 || !f->conv_w || !f->u)))
         return cudaErrorInvalidValue;
     return dispatch(s, W, b, x, y, 0, sm_count, *f, taken);

@@ -83,9 +83,6 @@ __device__ __forceinline__ float ld_cluster(const float *p, unsigned rank) {
 #endif
     return v;
 }
-__device__ __forceinline__ void ldmatrix_x2(unsigned addr, unsigned &r0, unsigned &r1) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];" : "=r"(r0), "=r"(r1) : "r"(addr));
-}
 
 template <int WT>
 __global__ void __launch_bounds__(BTC_WARPS * 32, 1)

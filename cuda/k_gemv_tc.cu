@@ -21,8 +21,6 @@
  * pieces of each row and the fragments need no shuffles. The warps' partial tiles meet in shared
  * memory, where hi + lo and the split-K slices are summed in a fixed order (deterministic).
  */
-#include <cuda_bf16.h>
-
 #include "k_mma.cuh"
 
 #define TC_WARPS 8

@@ -50,12 +50,11 @@ __device__ __forceinline__ unsigned q4_pair(unsigned q, int s) {
     return *reinterpret_cast<unsigned *>(&h);
 }
 
-/* Four 8 x 8 bf16 matrices from shared memory: lanes 8m .. 8m + 7 give the 16-byte rows of matrix m,
-   and lane (g, t) receives row g, elements 2t and 2t + 1 of each (an mma B fragment from rows of W). */
-__device__ __forceinline__ void ldmatrix_x4(unsigned addr, unsigned &r0, unsigned &r1, unsigned &r2, unsigned &r3) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
-                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
-                 : "r"(addr));
+/* Two 8 x 8 bf16 matrices from shared memory: lanes 8m .. 8m + 7 give the 16-byte rows of matrix m
+   (lanes 16-31 unused), and lane (g, t) receives row g, elements 2t and 2t + 1 of each: an mma B
+   fragment from 8 rows of W, columns 0-7 and 8-15 of a k16 step. */
+__device__ __forceinline__ void ldmatrix_x2(unsigned addr, unsigned &r0, unsigned &r1) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];" : "=r"(r0), "=r"(r1) : "r"(addr));
 }
 
 #endif

@@ -175,6 +175,48 @@ __global__ void __launch_bounds__(SCAN_TPB) k_scan_out(cu_segtab t, cu_ssm_param
     }
 }
 
+/* Decode batches (every segment one row) with d_state 16: four threads per channel, each holding four
+   state elements, so the state, A, B and C move as float4s that are contiguous across the warp (one
+   thread per channel reads 64 bytes with a 64-byte stride across the warp: four times the load
+   instructions and, for A, 16 scalar loads 64 bytes apart). The four partial C contractions meet by
+   two shuffles. k_scan_out's results up to rounding (its two chains become four partial sums). */
+#define ROW1_N 16
+#define ROW1_Q (ROW1_N / 4) /* threads per channel */
+__global__ void __launch_bounds__(SCAN_TPB) k_scan_row1(cu_segtab t, cu_ssm_params p, const float *delta,
+                                                         const float *bc) {
+    const int s = blockIdx.y, di = p.di;
+    const int g = blockIdx.x * SCAN_TPB + threadIdx.x, q = g % ROW1_Q;
+    const int ch = g / ROW1_Q;
+    const int cc = ch < di ? ch : di - 1; /* threads past the end compute a copy: whole groups shuffle */
+    const size_t r = (size_t)t.row0[s];
+    float4 *slot = reinterpret_cast<float4 *>(seg_ssm(t, s) + (size_t)cc * ROW1_N) + q;
+    const float4 A = reinterpret_cast<const float4 *>(p.A + (size_t)cc * ROW1_N)[q];
+    const float4 B = reinterpret_cast<const float4 *>(bc + r * 2 * ROW1_N)[q];
+    const float4 C = reinterpret_cast<const float4 *>(bc + r * 2 * ROW1_N + ROW1_N)[q];
+    const float dl = softplus_f(delta[r * di + cc]), u = p.u[r * di + cc], du = dl * u;
+    float4 h = *slot;
+    h.x = exp2f(dl * A.x * LOG2E) * h.x + B.x * du;
+    h.y = exp2f(dl * A.y * LOG2E) * h.y + B.y * du;
+    h.z = exp2f(dl * A.z * LOG2E) * h.z + B.z * du;
+    h.w = exp2f(dl * A.w * LOG2E) * h.w + B.w * du;
+    float y = fmaf(h.w, C.w, fmaf(h.z, C.z, fmaf(h.y, C.y, h.x * C.x)));
+#pragma unroll
+    for (int o = ROW1_Q / 2; o > 0; o /= 2) y += __shfl_xor_sync(0xffffffffu, y, o);
+    if (ch >= di) return;
+    *slot = h;
+    if (q == 0) p.y[r * di + ch] = (y + p.D[ch] * u) * silu_f(p.z[r * p.ld_z + ch]);
+}
+
+/* Whether k_scan_row1 takes this launch: d_state 16, one row per segment, and every float4 it moves
+   16-byte aligned (the slots' state, A, bc rows: 64-byte strides from their bases). */
+static bool row1_ok(const cu_segtab *t, const cu_ssm_params *p, const float *bc) {
+    if (p->N != ROW1_N || ((uintptr_t)p->A & 15) || ((uintptr_t)bc & 15)) return false;
+    if (t->bases && (t->ssm_off & 3)) return false; /* in a capture: float offsets from 256-byte aligned slots */
+    for (int i = 0; i < t->n; i++)
+        if (t->nrows[i] != 1 || (!t->bases && ((uintptr_t)t->ssm[i] & 15))) return false;
+    return true;
+}
+
 template <int MAXN>
 static cudaError_t launch(cudaStream_t s, const cu_segtab *t, const cu_ssm_params *p, const float *delta,
                           const float *bc, float *scratch) {
@@ -204,6 +246,11 @@ static cudaError_t launch(cudaStream_t s, const cu_segtab *t, const cu_ssm_param
 extern "C" cudaError_t cuk_scan_chunked(cudaStream_t s, const cu_segtab *t, const cu_ssm_params *p,
                                         const float *delta, const float *bc, float *scratch) {
     if (t->n <= 0) return cudaSuccess;
+    if (row1_ok(t, p, bc)) {
+        const unsigned blocks = (unsigned)(((size_t)p->di * ROW1_Q + SCAN_TPB - 1) / SCAN_TPB);
+        k_scan_row1<<<dim3(blocks, t->n), SCAN_TPB, 0, s>>>(*t, *p, delta, bc);
+        return cudaGetLastError();
+    }
     if (p->N <= 16) return launch<16>(s, t, p, delta, bc, scratch);
     if (p->N <= 64) return launch<64>(s, t, p, delta, bc, scratch);
     return cudaErrorInvalidValue;

@@ -247,8 +247,9 @@ AINLINE void rows_q4_0(const unsigned char *w, size_t ng, size_t m_last, const u
 }
 
 /* Two weight rows (rb bytes apart) against NR packed activation rows: each activation load serves
-   both, halving the activation traffic that bounds the one-row kernel at batches (the packed rows
-   of a batch of 8 outgrow L1). out[r * 8 + i] = weight row r . activation row i. */
+   both. The one-row kernel issues four 64-byte activation loads per group and sequence beside its
+   five vector operations, which bounds it at batches even with everything in cache.
+   out[r * 8 + i] = weight row r . activation row i. */
 AINLINE void rows2_q4_0(const unsigned char *w, size_t rb, size_t ng, size_t m_last, const unsigned char *x,
                         size_t xstride, const perm_idx *ix, const int NR, float *out) {
     const size_t gbytes = Q4_GROUP * sizeof(fm_block_q4_0);
@@ -282,7 +283,7 @@ AINLINE void rows2_q4_0(const unsigned char *w, size_t rb, size_t ng, size_t m_l
 
 /* Batches from this size take two weight rows at a time: cpu_gemv_bench --dtype q4_0, one thread,
    8192 x 2048 ms per matrix, one row / two rows: batch 4 0.95 / 1.04-1.12, batch 5 1.29-1.35 /
-   1.13-1.18, batch 8 2.08-2.09 / 1.67; 4096 x 4096 batch 8 3.16 / 2.30 (two weight streams cost more
+   1.13-1.18, batch 8 1.79-2.09 / 1.41-1.67; 4096 x 4096 batch 8 3.16 / 2.30 (two weight streams cost more
    than the shared activation loads save while the batch is small). */
 #define Q4_ROWS2_MIN_BATCH 5 /* gemv_q4_0_pairs has cases 5 .. 8 */
 

@@ -109,5 +109,6 @@ int main(int argc, char **argv) {
             free(xp);
         }
     }
+    free(xq);
     return 0;
 }

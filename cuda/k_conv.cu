@@ -1,7 +1,8 @@
 /* k_conv.cu - causal depthwise conv1d + bias + silu with the conv state (cpu/cpu_ops.c's reference).
    decode (every segment one row): one thread per (segment, channel) computes the output and shifts
-   the state, the block's taps and states staged in shared memory. Prefill: one thread per (row, channel) for the outputs, then one per (segment, channel)
-   for the new state (the outputs read the old state first: two launches, stream-ordered). */
+   the state, the block's taps and states staged in shared memory. Prefill: one thread per (row,
+   channel) for the outputs, then one per (segment, channel) for the new state (the outputs read the
+   old state first: two launches, stream-ordered). */
 #include "k_common.cuh"
 
 #define MAX_K 16
